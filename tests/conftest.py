@@ -70,3 +70,21 @@ def make_edition(tmp_path: Path):
         return write_edition(tmp_path / "proj" / "issues" / slug, sections, **meta)
 
     return make
+
+
+@pytest.fixture
+def smtp_sink(tmp_path: Path):
+    """Factory for a real SMTP server on 127.0.0.1 (see tests/smtp_sink.py), stopped after
+    the test: ``smtp_sink(Faults(...), starttls=True, auth=("user", "pw"))``."""
+    from tests.smtp_sink import Sink
+
+    started = []
+
+    def start(faults=None, **options):
+        sink = Sink(faults, tls_dir=tmp_path / "tls", **options).start()
+        started.append(sink)
+        return sink
+
+    yield start
+    for sink in started:
+        sink.stop()
