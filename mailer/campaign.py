@@ -39,7 +39,14 @@ from mailer.delivery import (
 )
 from mailer.edition import load_edition
 from mailer.errors import DeliveryError, ExitCode, InputError, MailerError, RetryableDeliveryError
-from mailer.journal import FINAL, EditionLock, Journal, raise_changed
+from mailer.journal import (
+    FINAL,
+    STATUSES,
+    EditionLock,
+    EditionStatus,
+    Journal,
+    raise_changed,
+)
 from mailer.message import DkimSigner, build_message, envelope_address, recipient_context
 from mailer.recipients import ListScan, Recipient, iter_recipients, scan_recipients
 from mailer.render import RenderedEdition, render_edition
@@ -237,6 +244,20 @@ def with_journal_counts(plan: SendPlan) -> SendPlan:
 
 def resendable(options: SendOptions) -> tuple[str, ...]:
     return ("sending",) * options.resend_uncertain + ("failed",) * options.retry_failed
+
+
+def edition_status(edition_dir: Path, settings: Settings) -> EditionStatus:
+    """What the journal knows about an edition's send; all zeros if it was never sent
+    (without creating a state file just to say so)."""
+    edition = load_edition(edition_dir)
+    state_path = settings.state_file(edition.project_root)
+    if not state_path.exists():
+        return EditionStatus(edition.slug, None, None, dict.fromkeys(STATUSES, 0))
+    journal = Journal(state_path)
+    try:
+        return journal.report(edition.slug)
+    finally:
+        journal.close()
 
 
 def run_send(plan: SendPlan, reporter: Reporter) -> SendSummary:

@@ -240,10 +240,10 @@ class Journal:
         )
 
     def note_retry(self, slug: str, key: str, reply: str) -> None:
-        """A temporary failure: still ``sending`` (about to try again), one more attempt."""
+        """A temporary failure: still ``sending`` (about to try again, which counts the
+        attempt in ``mark_sending``); keep the reply so a stuck row says why."""
         self._db().execute(
-            "UPDATE deliveries SET attempts = attempts + 1, reply = ?, updated_at = ?"
-            " WHERE edition = ? AND key = ?",
+            "UPDATE deliveries SET reply = ?, updated_at = ? WHERE edition = ? AND key = ?",
             (reply, now(), slug, key),
         )
 

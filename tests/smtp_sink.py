@@ -18,6 +18,7 @@ import socket
 import ssl
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -60,6 +61,7 @@ class Handler:
         self.dropped: Counter[str] = Counter()
         self.per_connection: dict[int, int] = {}
         self.connections = 0
+        self.on_data: Callable[[str], None] | None = None  # sees each recipient before 250
 
     async def handle_EHLO(self, server: SMTP, session: Session, envelope, hostname, responses):
         session.host_name = hostname
@@ -94,6 +96,8 @@ class Handler:
             await asyncio.sleep(self.faults.delay)
         key = envelope.rcpt_tos[0].lower()
         faults = self.faults
+        if self.on_data:
+            self.on_data(key)
         if key in faults.drop_data_once and not self.dropped[key]:
             self.dropped[key] += 1
             server.transport.close()

@@ -73,6 +73,8 @@ def test_retries_count_as_attempts(journal):
     journal.begin(SLUG, "hash-1")
     journal.mark_sending(SLUG, "a@example.org", "a@example.org")
     journal.note_retry(SLUG, "a@example.org", "451 greylisted")
+    assert journal.rows(SLUG, ["sending"])[0].reply == "451 greylisted"
+    journal.mark_sending(SLUG, "a@example.org", "a@example.org")
     journal.mark_sent(SLUG, "a@example.org", "250 ok")
     assert journal.rows(SLUG, ["sent"])[0].attempts == 2
 
