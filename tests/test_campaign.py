@@ -248,9 +248,9 @@ def test_a_second_send_of_the_same_edition_is_refused_while_one_runs(
     settings = sink_settings(sink, state)
     lists = [write_list(tmp_path / "l.csv", addresses(2))]
     send(edition, lists, settings, limit=1)
-    with EditionLock(state, "2025-01-test"):
-        with pytest.raises(StateError, match="another 'mailer send' of 2025-01-test is running"):
-            send(edition, lists, settings)
+    running = "another 'mailer send' of 2025-01-test is running"
+    with EditionLock(state, "2025-01-test"), pytest.raises(StateError, match=running):
+        send(edition, lists, settings)
 
 
 def test_check_errors_refuse_the_send_unless_forced(smtp_sink, make_edition, state, tmp_path):

@@ -135,9 +135,9 @@ def test_the_lock_dies_with_a_killed_process(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from mailer.journal import EditionLock;"
-            f"lock = EditionLock(Path({str(state)!r}), {SLUG!r}).acquire(); print('held', flush=True);"
-            "time.sleep(60)",
+            "import time; from pathlib import Path; from mailer.journal import EditionLock;"
+            f"lock = EditionLock(Path({str(state)!r}), {SLUG!r}).acquire();"
+            "print('held', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
         text=True,
