@@ -196,7 +196,7 @@ def inline_text(node: SyntaxTreeNode) -> str:
 def _link(label: str, href: str) -> str:
     bare = href.removeprefix("mailto:")
     if not label or label in (href, bare):
-        return href if not label else label
+        return label or href
     return f"{label} ({href})"
 
 
