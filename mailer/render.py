@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import re
+import tempfile
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -135,6 +136,27 @@ def render_edition(
     )
 
 
+def write_build(parts: Personalised, out: Path) -> tuple[Path, Path]:
+    """Write ``out/index.html`` and ``out/index.txt``; called only after a full render."""
+    html_path, text_path = Path(out) / "index.html", Path(out) / "index.txt"
+    try:
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+        html_path.write_text(parts.html, encoding="utf-8")
+        text_path.write_text(parts.text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write the build: {exc.strerror}", path=out) from None
+    return html_path, text_path
+
+
+def write_temp_html(html: str) -> Path:
+    """A throwaway file a browser can open (browsers cannot open a string)."""
+    with tempfile.NamedTemporaryFile(
+        "w", suffix=".html", prefix="mailer-preview-", delete=False, encoding="utf-8"
+    ) as handle:
+        handle.write(html)
+    return Path(handle.name)
+
+
 # --- what the template sees --------------------------------------------------------
 
 
@@ -231,10 +253,17 @@ def markdown_tokens(body: str, kind: str) -> list[Token]:
 
 
 def _demote_headings(tokens: list[Token]) -> None:
-    """The edition title is h1 and section titles h2, so body headings start at h3."""
-    for token in tokens:
-        if token.type in ("heading_open", "heading_close"):
-            token.tag = f"h{min(int(token.tag[1]) + 2, 6)}"
+    """The edition title is h1 and section titles h2, so a body's top heading becomes h3.
+
+    Relative levels are kept: whether the writer starts at '#' or '###', the
+    outline under the section title stays in order.
+    """
+    headings = [t for t in tokens if t.type in ("heading_open", "heading_close")]
+    if not headings:
+        return
+    shift = 3 - min(int(t.tag[1]) for t in headings)
+    for token in headings:
+        token.tag = f"h{min(int(token.tag[1]) + shift, 6)}"
 
 
 def _mark_dated_items(tokens: list[Token], *, levels: bool) -> None:
@@ -452,13 +481,3 @@ def _timed(timings: dict[str, float], stage: str):
         yield
     finally:
         timings[stage] += time.perf_counter() - start
-
-
-__all__ = [
-    "SIZE_LIMIT",
-    "SIZE_WARN",
-    "Personalised",
-    "RenderedEdition",
-    "render_edition",
-    "template_dirs",
-]
