@@ -166,7 +166,7 @@ def _table(node: SyntaxTreeNode, width: int) -> str:
     records = []
     for row in body:
         pairs = [f"{head}: {cell}" for head, cell in zip(header, row, strict=False) if cell]
-        records.append(wrap("\n".join(pairs), width, rest="  "))
+        records.append("\n".join(wrap(pair, width, rest="  ") for pair in pairs))
     return "\n\n".join(records)
 
 
