@@ -10,6 +10,7 @@ byte or typo does not sink a list of thousands; only problems with a whole file
 from __future__ import annotations
 
 import csv
+import itertools
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -178,14 +179,14 @@ class _Walk:
         self.columns: set[str] = set()
         for path in self.paths:
             with _open(path) as handle:
-                self.columns.update(_header(path, _rows(path, csv.reader(handle))))
+                self.columns.update(_header(path, _rows(path, csv.reader(handle)))[0])
         # key -> where it was first seen, packed as file index << 32 | line: one int per
         # address instead of a tuple, since this is the one structure that grows.
         self._first_seen: dict[str, int] = {}
 
     def __iter__(self) -> Iterator[tuple[str, Recipient | RowProblem]]:
         for index, path in enumerate(self.paths):
-            for recipient in _read_file(path):
+            for recipient in read_rows(path):
                 yield self._classify(index, recipient)
 
     def _classify(
@@ -226,36 +227,42 @@ def _open(path: Path) -> TextIO:
         raise InputError(f"cannot read subscriber list: {exc.strerror}", path=path) from None
 
 
-def _header(path: Path, rows: Iterator[tuple[int, list[str]]]) -> list[str]:
-    """The normalised column names of the first non-blank row."""
-    for line, row in rows:
-        columns = [column_name(cell) for cell in row]
-        if _UNDECODABLE.search("".join(row)):
-            raise InputError(
-                "the header row is not valid UTF-8",
-                path=path,
-                line=line,
-                hint="save the file as CSV UTF-8",
-            )
-        if EMAIL not in columns:
-            looks_like_data = any("@" in cell for cell in row)
-            hint = (
-                "the first row looks like an address: add a header row such as 'email,name'"
-                if looks_like_data
-                else "name the address column 'email'"
-            )
-            raise InputError("no 'email' column in the header row", path=path, line=line, hint=hint)
-        repeated = sorted({c for c in columns if c and columns.count(c) > 1})
-        if repeated:
-            raise InputError(
-                f"column {repeated[0]!r} appears more than once in the header", path=path, line=line
-            )
-        return columns
-    raise InputError(
-        "the subscriber list is empty",
-        path=path,
-        hint="the first row must be a header with an 'email' column",
-    )
+def _header(
+    path: Path, rows: Iterator[tuple[int, list[str]]], headerless: bool = False
+) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """The normalised column names of the first non-blank row, and the data rows.
+
+    With ``headerless`` a first row that names no ``email`` column is data, and
+    the file is one address per line.
+    """
+    first = next(rows, None)
+    if first is None:
+        raise InputError(
+            "the file is empty",
+            path=path,
+            hint="the first row must be a header with an 'email' column",
+        )
+    line, row = first
+    columns = [column_name(cell) for cell in row]
+    if EMAIL not in columns and headerless:
+        return [EMAIL], itertools.chain([first], rows)
+    if _UNDECODABLE.search("".join(row)):
+        raise InputError(
+            "the header row is not valid UTF-8", path=path, line=line, hint="save it as CSV UTF-8"
+        )
+    if EMAIL not in columns:
+        hint = (
+            "the first row looks like an address: add a header row such as 'email,name'"
+            if any("@" in cell for cell in row)
+            else "name the address column 'email'"
+        )
+        raise InputError("no 'email' column in the header row", path=path, line=line, hint=hint)
+    repeated = sorted({c for c in columns if c and columns.count(c) > 1})
+    if repeated:
+        raise InputError(
+            f"column {repeated[0]!r} appears more than once in the header", path=path, line=line
+        )
+    return columns, rows
 
 
 def _rows(path: Path, reader: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
@@ -276,10 +283,14 @@ def _rows(path: Path, reader: Iterator[list[str]]) -> Iterator[tuple[int, list[s
             yield start, row
 
 
-def _read_file(path: Path) -> Iterator[Recipient | RowProblem]:
+def read_rows(path: Path, headerless: bool = False) -> Iterator[Recipient | RowProblem]:
+    """Every non-blank data row of one file, parsed: no de-duplication, no filtering.
+
+    ``headerless`` lets a plain file of one address per line through (suppression
+    imports); subscriber lists must have a header.
+    """
     with _open(path) as handle:
-        rows = _rows(path, csv.reader(handle))
-        columns = _header(path, rows)
+        columns, rows = _header(path, _rows(path, csv.reader(handle)), headerless)
         for line, row in rows:
             yield _parse_row(path, line, columns, row)
 
