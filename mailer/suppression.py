@@ -107,6 +107,12 @@ class SuppressionList:
     def close(self) -> None:
         self._db.close()
 
+    def __enter__(self) -> SuppressionList:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 def read_addresses(path: Path) -> AddressFile:
     """Addresses from a CSV with an ``email`` column, or a plain file of one per line.
