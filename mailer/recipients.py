@@ -307,7 +307,8 @@ def _parse_row(path: Path, line: int, columns: list[str], row: list[str]) -> Rec
         return problem("not valid UTF-8 (save the file as CSV UTF-8)")
     if len(row) > len(columns):
         return problem(f"{len(row)} values but the header has {len(columns)} columns")
-    values = {name: value.strip() for name, value in zip(columns, row, strict=False) if name}
+    padded = row + [""] * (len(columns) - len(row))  # exports often drop trailing empties
+    values = {name: value.strip() for name, value in zip(columns, padded, strict=True) if name}
     for name in HEADER_FIELDS:
         if _CONTROL.search(values.get(name, "")):
             return problem(f"control characters in {name}")
