@@ -262,3 +262,10 @@ def test_iter_recipients_streams_rows_as_the_file_is_read(csv_file):
     assert next(stream).email == "user0@example.org"
     write(path, b"")
     assert len(list(stream)) < rows // 2
+
+
+def test_punycode_and_unicode_forms_of_a_domain_are_one_address(csv_file):
+    path = csv_file("email\nuser@xn--bcher-kva.example\nUSER@bücher.example\n")
+    scan = scan_recipients([path])
+    assert (scan.valid, len(scan.duplicates)) == (1, 1)
+    assert emails([path]) == ["user@bücher.example"]
