@@ -269,3 +269,16 @@ def test_punycode_and_unicode_forms_of_a_domain_are_one_address(csv_file):
     scan = scan_recipients([path])
     assert (scan.valid, len(scan.duplicates)) == (1, 1)
     assert emails([path]) == ["user@bücher.example"]
+
+
+def test_a_header_row_that_is_not_utf8_is_an_input_error(csv_file):
+    path = csv_file("email,name\n".encode("utf-16"))
+    with pytest.raises(InputError, match="not valid UTF-8"):
+        scan_recipients([path])
+
+
+def test_a_file_that_is_not_csv_at_all_is_an_input_error_with_its_line(csv_file):
+    path = csv_file("email,notes\na@example.org," + "x" * 200_000 + "\n")
+    with pytest.raises(InputError, match="not readable as CSV") as error:
+        scan_recipients([path])
+    assert error.value.line == 2
