@@ -425,6 +425,9 @@ def test_address(address: str) -> str:
         raise InputError(f"--test-to {address!r} is not a valid address: {exc}") from None
 
 
+Job = tuple[Recipient, bytes]  # a recipient and their finished message
+
+
 @dataclass
 class Tally:
     """Counts and the current run of failures, shared by the sending threads."""
@@ -510,7 +513,7 @@ class Campaign:
 
         Returns (already done, uncertain, whether the whole list was gone through).
         """
-        work: queue.Queue[Recipient | None] = queue.Queue(maxsize=self.options.concurrency)
+        work: queue.Queue[Job | None] = queue.Queue(maxsize=self.options.concurrency)
         threads = [
             threading.Thread(target=self.worker, args=(work,), name=f"smtp-{n}", daemon=True)
             for n in range(self.options.concurrency)
@@ -532,7 +535,9 @@ class Campaign:
                     continue
                 if dispatched == self.options.limit:
                     break
-                work.put(recipient)
+                message = self.build(recipient)
+                if message is not None:
+                    work.put((recipient, message))
                 dispatched += 1
                 if dispatched % self.options.batch_size == 0 and self.options.batch_pause:
                     self.pause_between_batches(work, dispatched)
@@ -550,14 +555,25 @@ class Campaign:
             raise self.error
         return skipped, uncertain, exhausted and not self.stop.is_set()
 
-    def pause_between_batches(self, work: queue.Queue[Recipient | None], dispatched: int) -> None:
+    def pause_between_batches(self, work: queue.Queue[Job | None], dispatched: int) -> None:
         work.join()
         self.reporter.paused(
             f"{dispatched} sent so far; pausing {self.options.batch_pause:g} s between batches"
         )
         self.stop.wait(self.options.batch_pause)
 
-    def worker(self, work: queue.Queue[Recipient | None]) -> None:
+    def build(self, recipient: Recipient) -> bytes | None:
+        """Build in the feeding thread, so the next message is ready while the sending
+        thread waits for the server; a message that cannot be built is a failure."""
+        try:
+            return self.composer.build(recipient)
+        except InputError as exc:
+            self.journal.mark_sending(self.slug, recipient.key, recipient.email)
+            self.journal.mark_failed(self.slug, recipient.key, f"could not build: {exc}")
+            self.count_failure(recipient, str(exc), bounced=False, server=False)
+            return None
+
+    def worker(self, work: queue.Queue[Job | None]) -> None:
         """One SMTP connection, one journal connection and one suppression-list connection
         per thread: SQLite connections cannot be shared between threads."""
         transport = SmtpTransport(
@@ -567,10 +583,10 @@ class Campaign:
         )
         suppression = SuppressionList(self.plan.state_path)
         try:
-            while (recipient := work.get()) is not None:
+            while (job := work.get()) is not None:
                 try:
                     if not self.stop.is_set():
-                        self.send_one(transport, suppression, recipient)
+                        self.send_one(transport, suppression, *job)
                 except BaseException as exc:
                     self.error = self.error or exc
                     self.stop.set()
@@ -583,16 +599,13 @@ class Campaign:
             self.journal.close()
 
     def send_one(
-        self, transport: SmtpTransport, suppression: SuppressionList, recipient: Recipient
+        self,
+        transport: SmtpTransport,
+        suppression: SuppressionList,
+        recipient: Recipient,
+        message: bytes,
     ) -> None:
         journal, slug = self.journal, self.slug
-        try:
-            message = self.composer.build(recipient)
-        except InputError as exc:
-            journal.mark_sending(slug, recipient.key, recipient.email)
-            journal.mark_failed(slug, recipient.key, f"could not build the message: {exc}")
-            self.count_failure(recipient, str(exc), bounced=False, server=False)
-            return
         if self.limiter:
             self.limiter.wait()
         try:
