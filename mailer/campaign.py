@@ -269,9 +269,9 @@ def run_send(plan: SendPlan, reporter: Reporter) -> SendSummary:
             hint="run 'mailer check' and fix them, or pass --force to send anyway",
         )
     if plan.options.dry_run:
-        return DryRun(plan, reporter).run()
+        return dry_run(plan, reporter)
     if plan.options.test_to:
-        return TestSend(plan, reporter).run()
+        return send_test_copies(plan, reporter)
     return Campaign(plan, reporter).run()
 
 
@@ -317,108 +317,91 @@ def summary_of(plan: SendPlan, started: float, **counts: object) -> SendSummary:
     )
 
 
-class DryRun:
+def dry_run(plan: SendPlan, reporter: Reporter) -> SendSummary:
     """Everything but SMTP and the journal: every message is built, so every error shows."""
-
-    def __init__(self, plan: SendPlan, reporter: Reporter) -> None:
-        self.plan = plan
-        self.reporter = reporter
-
-    def run(self) -> SendSummary:
-        plan, reporter = self.plan, self.reporter
-        started = time.monotonic()
-        composer = Composer(plan)
-        outbox = plan.options.outbox
-        if outbox:
-            outbox.mkdir(parents=True, exist_ok=True)
-        reporter.start(plan.to_send)
-        built = 0
-        with suppressed_check(plan.state_path) as is_suppressed:
-            for recipient in iter_recipients(
-                plan.recipients, plan.options.list_name, is_suppressed
-            ):
-                if built == plan.to_send:
-                    break
-                message = composer.build(recipient)
-                built += 1
-                if built == 1:
-                    reporter.preview(message)
-                if outbox:
-                    (outbox / outbox_name(built, recipient.email)).write_bytes(message)
-                reporter.sent(recipient)
-        summary = summary_of(plan, started, sent=built, outbox=outbox)
-        reporter.finish(summary)
-        return summary
+    started = time.monotonic()
+    composer = Composer(plan)
+    outbox = plan.options.outbox
+    if outbox:
+        outbox.mkdir(parents=True, exist_ok=True)
+    reporter.start(plan.to_send)
+    built = 0
+    with suppressed_check(plan.state_path) as is_suppressed:
+        for recipient in iter_recipients(plan.recipients, plan.options.list_name, is_suppressed):
+            if built == plan.to_send:
+                break
+            message = composer.build(recipient)
+            built += 1
+            if built == 1:
+                reporter.preview(message)
+            if outbox:
+                (outbox / outbox_name(built, recipient.email)).write_bytes(message)
+            reporter.sent(recipient)
+    summary = summary_of(plan, started, sent=built, outbox=outbox)
+    reporter.finish(summary)
+    return summary
 
 
-class TestSend:
-    """``--test-to``: the edition as one subscriber would get it, to someone else, marked
-    [TEST], and outside the journal, so the real send later still goes to everyone."""
-
-    def __init__(self, plan: SendPlan, reporter: Reporter) -> None:
-        self.plan = plan
-        self.reporter = reporter
-
-    def run(self) -> SendSummary:
-        plan, reporter = self.plan, self.reporter
-        started = time.monotonic()
-        subscriber = self.subscriber()
-        targets = [
-            dataclasses.replace(subscriber, email=test_address(a)) for a in plan.options.test_to
-        ]
-        composer = Composer(plan, test=True)
-        transport = SmtpTransport(
-            plan.settings,
-            allow_insecure_auth=plan.options.allow_insecure_auth,
-            timeout=plan.options.timeout,
-        )
-        reporter.start(len(targets))
-        reporter.log(f"personalised as {subscriber.email}")
-        sent = failed = 0
-        try:
-            for target in targets:
-                message = composer.build(target, personalise_as=subscriber)
-                try:
-                    deliver(
-                        transport,
-                        composer.sender,
-                        envelope_address(target.email),
-                        message,
-                        policy=plan.options.retry,
-                        before_attempt=lambda attempt: None,
-                        on_retry=lambda n, exc, delay, who=target: reporter.retry(
-                            who, n, str(exc), delay
-                        ),
-                    )
-                except DeliveryError as exc:
-                    failed += 1
-                    reporter.failed(target, str(exc))
-                else:
-                    sent += 1
-                    reporter.sent(target)
-        finally:
-            transport.close()
-        summary = dataclasses.replace(
-            summary_of(plan, started, sent=sent, failed=failed), test=True
-        )
-        reporter.finish(summary)
-        return summary
-
-    def subscriber(self) -> Recipient:
-        wanted = self.plan.options.test_as
-        key = wanted.casefold() if wanted else None
-        with suppressed_check(self.plan.state_path) as is_suppressed:
-            for recipient in iter_recipients(
-                self.plan.recipients, self.plan.options.list_name, is_suppressed
-            ):
-                if key is None or recipient.key == key:
-                    return recipient
-        if wanted:
-            raise InputError(f"--test-as {wanted}: not a subscriber on the list")
-        raise InputError("the list has no valid subscriber to personalise the test with")
+def send_test_copies(plan: SendPlan, reporter: Reporter) -> SendSummary:
+    """``--test-to``: the edition as one subscriber would get it, to someone else,
+    marked [TEST], and outside the journal, so the real send later still goes to
+    everyone."""
+    started = time.monotonic()
+    subscriber = persona_for_tests(plan)
+    targets = [
+        dataclasses.replace(subscriber, email=checked_test_address(a)) for a in plan.options.test_to
+    ]
+    composer = Composer(plan, test=True)
+    transport = SmtpTransport(
+        plan.settings,
+        allow_insecure_auth=plan.options.allow_insecure_auth,
+        timeout=plan.options.timeout,
+    )
+    reporter.start(len(targets))
+    reporter.log(f"personalised as {subscriber.email}")
+    sent = failed = 0
+    try:
+        for target in targets:
+            message = composer.build(target, personalise_as=subscriber)
+            try:
+                deliver(
+                    transport,
+                    composer.sender,
+                    envelope_address(target.email),
+                    message,
+                    policy=plan.options.retry,
+                    before_attempt=lambda attempt: None,
+                    on_retry=lambda n, exc, delay, who=target: reporter.retry(
+                        who, n, str(exc), delay
+                    ),
+                )
+            except DeliveryError as exc:
+                failed += 1
+                reporter.failed(target, str(exc))
+            else:
+                sent += 1
+                reporter.sent(target)
+    finally:
+        transport.close()
+    summary = dataclasses.replace(summary_of(plan, started, sent=sent, failed=failed), test=True)
+    reporter.finish(summary)
+    return summary
 
 
-def test_address(address: str) -> str:
+def persona_for_tests(plan: SendPlan) -> Recipient:
+    """Whom a test send is personalised as: --test-as, else the first subscriber."""
+    wanted = plan.options.test_as
+    key = wanted.casefold() if wanted else None
+    with suppressed_check(plan.state_path) as is_suppressed:
+        for recipient in iter_recipients(plan.recipients, plan.options.list_name, is_suppressed):
+            if key is None or recipient.key == key:
+                return recipient
+    if wanted:
+        raise InputError(f"--test-as {wanted}: not a subscriber on the list")
+    raise InputError("the list has no valid subscriber to personalise the test with")
+
+
+def checked_test_address(address: str) -> str:
     try:
         return validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as exc:
