@@ -180,7 +180,9 @@ def start_smtp_sink(folder: Path) -> tuple[subprocess.Popen, int] | None:
     if os.geteuid() == 0:
         command[1:1] = ["-u", "nobody"]
     env = {**os.environ, "LD_LIBRARY_PATH": str(folder / "root/usr/lib/postfix")}
-    process = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     time.sleep(0.5)
     if process.poll() is not None:
         print("note: smtp-sink did not start; skipping the C sink")
