@@ -270,7 +270,7 @@ def _mark_dated_items(tokens: list[Token], *, levels: bool) -> None:
     """Top-level list items that start with **a date** become date-led rows.
 
     The date moves to ``meta["date"]`` of the list item; in training sections an
-    italic ``*Level 2*`` becomes a level badge.
+    italic ``*Level 2*`` moves to ``meta["level"]`` and is shown under the date.
     """
     for index, token in enumerate(tokens):
         if token.type != "list_item_open" or token.level != 1:
@@ -283,8 +283,9 @@ def _mark_dated_items(tokens: list[Token], *, levels: bool) -> None:
             continue
         token.meta["date"] = date
         _list_opener(tokens, index).meta["dated"] = True
-        if levels:
-            inline.children = _level_badges(inline.children)
+        level = _take_level(inline.children) if levels else None
+        if level:
+            token.meta["level"] = level
 
 
 def _take_leading_strong(children: list[Token]) -> str | None:
@@ -309,21 +310,18 @@ def _list_opener(tokens: list[Token], item_index: int) -> Token:
     )
 
 
-def _level_badges(children: list[Token]) -> list[Token]:
-    out: list[Token] = []
-    index = 0
-    while index < len(children):
+def _take_level(children: list[Token]) -> str | None:
+    """Remove an italic ``*Level ...*`` from the item; return its text."""
+    for index in range(len(children) - 2):
         window = children[index : index + 3]
-        types = [child.type for child in window]
-        if types == ["em_open", "text", "em_close"] and _LEVEL.match(window[1].content):
-            badge = Token("html_inline", "", 0)
-            badge.content = f'<span class="level">{escape(window[1].content)}</span>'
-            out.append(badge)
-            index += 3
-        else:
-            out.append(children[index])
-            index += 1
-    return out
+        if [c.type for c in window] == ["em_open", "text", "em_close"] and _LEVEL.match(
+            window[1].content
+        ):
+            del children[index : index + 3]
+            if index and children[index - 1].type == "text":
+                children[index - 1].content = children[index - 1].content.rstrip()
+            return window[1].content.strip()
+    return None
 
 
 def _render_list_open(self, tokens, idx, options, env):
@@ -344,7 +342,10 @@ def _render_list_close(self, tokens, idx, options, env):
 
 def _render_item_open(self, tokens, idx, options, env):
     if _in_dated_list(tokens, idx):
-        date = escape(tokens[idx].meta.get("date", ""))
+        meta = tokens[idx].meta
+        date = escape(meta.get("date", ""))
+        if meta.get("level"):
+            date += f'<br><span class="level">{escape(meta["level"])}</span>'
         return f'<tr><td class="dated-date">{date}</td><td class="dated-what">'
     return self.renderToken(tokens, idx, options, env)
 

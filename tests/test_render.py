@@ -157,10 +157,18 @@ def test_events_become_date_led_rows(kinds_doc):
     ]
 
 
-def test_training_rows_show_level_badges(kinds_doc):
+def test_training_rows_show_the_level_under_the_date(kinds_doc):
     training = section(kinds_doc, "training")[0]
-    assert texts(training, ".//td[@class='dated-date']") == ["9 Sept", "11 Sept"]
-    assert texts(training, ".//span[@class='level']") == ["Level 1", "Level 2"]
+    dates = training.xpath(".//td[@class='dated-date']")
+    assert [d.text for d in dates] == ["9 Sept", "11 Sept"]
+    assert texts(training, ".//td[@class='dated-date']/span[@class='level']") == [
+        "Level 1",
+        "Level 2",
+    ]
+    assert texts(training, ".//td[@class='dated-what']") == [
+        "Introduction to safeguarding",
+        "Neglect",
+    ]
 
 
 def test_a_list_without_leading_dates_stays_a_list(make_edition):
