@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parseaddr
-from functools import cached_property
+from functools import cached_property, lru_cache
 from html import escape
 from importlib.resources import files
 from pathlib import Path
@@ -121,7 +121,7 @@ def render_edition(
     with _timed(timings, "inline"):
         html = inline_css(compiled)
     with _timed(timings, "text"):
-        text = plaintext.edition_text(masthead, [s.text for s in sections])
+        text = plaintext.edition_text(masthead, [s.text_section() for s in sections])
     templates = [fields.template(subject), fields.template(html), fields.template(text)]
     expressions = tuple(fields.expressions)
     return RenderedEdition(
@@ -177,17 +177,25 @@ class Masthead:
 
 @dataclass(frozen=True)
 class SectionView:
-    """One section ready for its partial: HTML body plus the same content as text."""
+    """One section ready for its partial; the text twin is made from the same tokens."""
 
     kind: str
     title: str
     html: Markup
-    text: plaintext.TextSection
+    tokens: list[Token]
     image: str | None
     image_alt: str
     button_text: str | None
     button_url: str | None
-    source: Path
+
+    def text_section(self) -> plaintext.TextSection:
+        return plaintext.TextSection(
+            kind=self.kind,
+            title=self.title,
+            body=plaintext.tokens_text(self.tokens),
+            button_text=self.button_text,
+            button_url=self.button_url,
+        )
 
 
 def _prepare_section(section: Section, fields: MergeFields) -> SectionView:
@@ -197,24 +205,15 @@ def _prepare_section(section: Section, fields: MergeFields) -> SectionView:
         return fields.protect(value, origin=origin) if value else value
 
     tokens = markdown_tokens(protect(section.body) or "", section.kind)
-    title = protect(section.title) or ""
-    button_text, button_url = protect(section.button_text), protect(section.button_url)
     return SectionView(
         kind=section.kind,
-        title=title,
+        title=protect(section.title) or "",
         html=Markup(_MD.renderer.render(tokens, _MD.options, {})),
-        text=plaintext.TextSection(
-            kind=section.kind,
-            title=title,
-            body=plaintext.tokens_text(tokens),
-            button_text=button_text,
-            button_url=button_url,
-        ),
+        tokens=tokens,
         image=section.image,
         image_alt=section.image_alt or "",
-        button_text=button_text,
-        button_url=button_url,
-        source=section.path,
+        button_text=protect(section.button_text),
+        button_url=protect(section.button_url),
     )
 
 
@@ -404,12 +403,7 @@ def _fill_template(
     sections: Sequence[SectionView],
 ) -> tuple[str, Path]:
     dirs = template_dirs(edition, settings, templates_dir)
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
+    env = _environment(tuple(str(d) for d in dirs))
     name = edition.template + TEMPLATE_SUFFIX
     try:
         template = env.get_template(name)
@@ -436,6 +430,18 @@ def _fill_template(
             line=line,
             hint="the template uses a value that does not exist; check its spelling",
         ) from None
+
+
+@lru_cache(maxsize=8)
+def _environment(dirs: tuple[str, ...]) -> jinja2.Environment:
+    """One environment per lookup path, so compiled templates are reused between
+    renders; Jinja still reloads a template whose file has changed."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(list(dirs)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
 
 
 def _template_frame(exc: BaseException) -> tuple[str | None, int | None]:
