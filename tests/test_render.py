@@ -448,3 +448,13 @@ def test_example_recipients_have_a_dozen_subscribers_with_lists():
     assert list(rows[0]) == ["email", "name", "first_name", "organisation", "lists"]
     assert all(r["email"].endswith(("@example.org", "@example.net")) for r in rows)
     assert all("newsletter" in r["lists"].split(";") for r in rows)
+
+
+def test_templates_argument_wins_over_settings(make_edition, tmp_path):
+    root = make_edition()
+    override(tmp_path / "arg", "newsletter.mjml.j2", "FROMARG")
+    override(tmp_path / "env", "newsletter.mjml.j2", "FROMENV")
+    settings = Settings(templates_dir=tmp_path / "env")
+    html = render_edition(load_edition(root), settings, tmp_path / "arg").preview().html
+    assert "FROMARG" in html
+    assert "FROMENV" not in html
