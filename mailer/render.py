@@ -46,6 +46,7 @@ SIZE_LIMIT = 102 * 1024  # Gmail clips messages whose HTML is larger than this
 _DATE_SEPARATOR = re.compile(r"^\s*[-\u2013\u2014:|]?\s*")
 _LEVEL = re.compile(r"^level\b", re.IGNORECASE)
 # MJML's reset stylesheet belongs in <head>; inlined onto every cell it adds ~10% bloat.
+_MJML_POSITION = re.compile(r"position (\d+)")
 _MJML_RESET = re.compile(r"(<style[^>]*)>(?=\s*#outlook a)")
 
 # cssutils complains about every mso-* property MJML emits for Outlook: noise, not news.
@@ -422,13 +423,13 @@ def _fill_template(
             line=exc.lineno,
             hint="fix the Jinja syntax in the template",
         ) from None
-    except jinja2.UndefinedError as exc:
+    except jinja2.TemplateError as exc:  # UndefinedError and other runtime errors
         path, line = _template_frame(exc)
         raise InputError(
             f"template error: {exc.message}",
             path=path or name,
             line=line,
-            hint="the template uses a value that does not exist; check its spelling",
+            hint="check the names the template uses at that line",
         ) from None
 
 
@@ -455,8 +456,12 @@ def _compile_mjml(source: str, template_path: Path) -> str:
         # fonts={} stops MJML linking Google Fonts: a build never touches the network.
         return mjml2html(source, fonts={}, disable_comments=True)
     except Exception as exc:  # mjml-python raises bare ValueError/RuntimeError
+        # mjml-python gives a character offset into the filled template, not a line.
+        where = _MJML_POSITION.search(str(exc))
+        line = source.count("\n", 0, int(where[1])) + 1 if where else None
+        at = f" (line {line} of the filled MJML)" if line else ""
         raise InputError(
-            f"MJML error: {exc}",
+            f"MJML error: {exc}{at}",
             path=template_path,
             hint="the template does not produce valid MJML; check its tags",
         ) from None
