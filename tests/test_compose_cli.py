@@ -129,6 +129,7 @@ def test_build_fails_when_gmail_would_clip_the_html(runner, make_edition, tmp_pa
     assert result.exit_code == 1
     assert "error:" in result.stderr
     assert "clips" in result.stderr
+    assert (tmp_path / "out" / "index.html").stat().st_size > SIZE_LIMIT  # kept to inspect
 
 
 # --- mailer preview ---------------------------------------------------------------------
