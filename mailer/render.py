@@ -45,8 +45,8 @@ SIZE_WARN = 90 * 1024  # bytes; leaves headroom below Gmail's clipping point
 SIZE_LIMIT = 102 * 1024  # Gmail clips messages whose HTML is larger than this
 _DATE_SEPARATOR = re.compile(r"^\s*[-\u2013\u2014:|]?\s*")
 _LEVEL = re.compile(r"^level\b", re.IGNORECASE)
-# MJML's reset stylesheet belongs in <head>; inlined onto every cell it adds ~10% bloat.
 _MJML_POSITION = re.compile(r"position (\d+)")
+# MJML's reset stylesheet belongs in <head>; inlined onto every cell it adds ~10% bloat.
 _MJML_RESET = re.compile(r"(<style[^>]*)>(?=\s*#outlook a)")
 
 # cssutils complains about every mso-* property MJML emits for Outlook: noise, not news.
