@@ -269,23 +269,24 @@ def test_image_written_as_a_file_name_is_traced_by_that_name(check):
     assert (problem.file.name, problem.line) == ("01-a.md", 2)
 
 
-def test_template_links_are_traced_to_the_template_file(check, tmp_path):
-    templates = tmp_path / "templates"
+def template_folder(root: Path, name: str, text: str) -> Path:
+    templates = root / "templates"
     templates.mkdir()
-    (templates / "newsletter.mjml.j2").write_text(
-        '<mj-text>\n<a href="https://example.com/logo">Home</a>\n</mj-text>\n', encoding="utf-8"
-    )
+    (templates / name).write_text(text, encoding="utf-8")
+    return templates
+
+
+def test_template_links_are_traced_to_the_template_file(check, tmp_path):
+    source = '<mj-text>\n<a href="https://example.com/logo">Home</a>\n</mj-text>\n'
+    templates = template_folder(tmp_path, "newsletter.mjml.j2", source)
     report = check('<a href="https://example.com/logo">Home</a>', templates_dir=templates)
     problem = only(report, "placeholder-link")
     assert (problem.file.name, problem.line) == ("newsletter.mjml.j2", 2)
 
 
 def test_merge_field_links_are_traced_to_where_the_field_is_used(check, tmp_path):
-    templates = tmp_path / "templates"
-    templates.mkdir()
-    (templates / "footer.j2").write_text(
-        'Bye.\n<a href="{{ unsubscribe_url }}">here</a>\n', encoding="utf-8"
-    )
+    source = 'Bye.\n<a href="{{ unsubscribe_url }}">here</a>\n'
+    templates = template_folder(tmp_path, "footer.j2", source)
     html = f'<a href="{UNSUBSCRIBE}">here</a>'
     problem = only(check(html, templates_dir=templates), "vague-link-text")
     assert (problem.file.name, problem.line) == ("footer.j2", 2)
