@@ -159,7 +159,8 @@ def check_message(
     found: list[Problem] = []
     for reference in references:
         found += lint_reference(reference, anchors)
-    found += lint_message(edition, subject, html, references, context.get("unsubscribe_url"))
+    text = " ".join(tree.text_content().split()) if tree is not None else ""
+    found += lint_message(edition, subject, html, text, references, context.get("unsubscribe_url"))
     if not offline:
         found += network_problems(references, timeout, progress)
     locator = Locator(edition, templates_dir, context)
@@ -236,7 +237,10 @@ def _url_problems(reference: Reference, anchors: frozenset[str]) -> list[Problem
         return [Problem("error", "placeholder-link", f"placeholder {what}: {url!r}", url=url)]
     if url.startswith("#"):
         return _in_page_anchor(url, anchors)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        return [Problem("error", "invalid-url", f"malformed {what} address: {exc}", url=url)]
     scheme = parts.scheme.lower()
     if not scheme:
         return [
@@ -363,13 +367,14 @@ def lint_message(
     edition: Edition,
     subject: str,
     html: str,
+    text: str,
     references: list[Reference],
     unsubscribe_url: str | None,
 ) -> list[Problem]:
     """Rules for the message as a whole: size, subject, preheader, unsubscribe, sections."""
     problems = _size_problems(html)
     problems += _subject_problems(edition, subject)
-    problems += _preheader_problems(edition, html)
+    problems += _preheader_problems(edition, text)
     if not _has_unsubscribe(references, unsubscribe_url):
         problems.append(
             Problem(
@@ -427,7 +432,7 @@ def _subject_problems(edition: Edition, subject: str) -> list[Problem]:
     return []
 
 
-def _preheader_problems(edition: Edition, html: str) -> list[Problem]:
+def _preheader_problems(edition: Edition, text: str) -> list[Problem]:
     """The preheader is the inbox preview line; without it clients show stray body text."""
     where = {"file": edition.toml_path, "line": _toml_key_line(edition.toml_path, "preheader")}
     preheader = " ".join(edition.preheader.split())
@@ -435,8 +440,7 @@ def _preheader_problems(edition: Edition, html: str) -> list[Problem]:
         return [Problem("warning", "missing-preheader", "no preheader (inbox preview)", **where)]
     if "{{" in preheader:
         return []  # personalised: its text differs per reader, so it cannot be looked up
-    body_text = " ".join(lxml_html.document_fromstring(html).text_content().split())
-    if preheader not in body_text:
+    if preheader not in text:
         return [
             Problem(
                 "warning",
@@ -482,8 +486,7 @@ def network_problems(
 
 
 def _worth_fetching(url: str) -> bool:
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in WEB_SCHEMES or not parts.hostname:
+    if not url.lower().startswith(("http://", "https://")):
         return False
     known = _url_problems(Reference("link", url), frozenset())
     return not any(problem.severity == "error" for problem in known)
@@ -562,7 +565,7 @@ def _mentions(url: str, context: Mapping[str, str]) -> Callable[[str], bool]:
 
 def _basename_mention(url: str) -> Callable[[str], bool] | None:
     """Images are often written as a file name the renderer turns into a full URL."""
-    name = urlsplit(url).path.rsplit("/", 1)[-1]
+    name = url.partition("#")[0].partition("?")[0].rsplit("/", 1)[-1]
     if "." not in name or len(name) < 5:
         return None
     return lambda line: name in line

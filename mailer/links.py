@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
-from urllib.parse import unquote, urldefrag, urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 from lxml import etree, html
@@ -86,7 +86,7 @@ class LinkChecker:
         pages: dict[str, set[str]] = {}  # URL without fragment -> fragments wanted
         distinct = list(dict.fromkeys(urls))
         for url in distinct:
-            page, fragment = urldefrag(url)
+            page, _, fragment = url.partition("#")
             pages.setdefault(page, set())
             if fragment:
                 pages[page].add(unquote(fragment))
@@ -108,7 +108,7 @@ class LinkChecker:
                 return page, fetched
 
             fetched = dict(await asyncio.gather(*(one(page) for page in pages)))
-        return {url: _result(url, fetched[urldefrag(url)[0]]) for url in distinct}
+        return {url: _result(url, fetched[url.partition("#")[0]]) for url in distinct}
 
     async def _fetch(self, client: httpx.AsyncClient, url: str, *, need_body: bool) -> _Fetched:
         """Follow one URL's redirects by hand, noting permanent moves and loops."""
@@ -119,7 +119,7 @@ class LinkChecker:
         for _ in range(MAX_REDIRECTS + 1):
             try:
                 answer = await self._request(client, current, need_body)
-            except (httpx.HTTPError, TimeoutError, OSError) as exc:
+            except (httpx.HTTPError, httpx.InvalidURL, TimeoutError, OSError, ValueError) as exc:
                 outcome.findings.append(_network_finding(exc, self.timeout))
                 return outcome
             if answer.status not in range(300, 400) or not answer.location:
@@ -137,7 +137,7 @@ class LinkChecker:
                     )
                 return outcome
             moved_permanently |= answer.status in PERMANENT_REDIRECTS
-            current = urldefrag(urljoin(current, answer.location))[0]
+            current = urljoin(current, answer.location).partition("#")[0]
             if current in seen:
                 outcome.findings.append(
                     Finding("error", "redirect-loop", f"redirect loop back to {current}")
@@ -231,7 +231,7 @@ def parse_retry_after(value: str | None) -> float:
 
 def _result(url: str, fetched: _Fetched) -> LinkResult:
     findings = list(fetched.findings)
-    fragment = unquote(urldefrag(url)[1])
+    fragment = unquote(url.partition("#")[2])
     if fragment and fetched.anchors is not None and fragment not in fetched.anchors:
         findings.append(
             Finding("warning", "missing-fragment", f"the page has no anchor '#{fragment}'")
@@ -252,6 +252,8 @@ def _network_finding(exc: BaseException, timeout: float) -> Finding:
     """Name the cause a reader can act on: typo in the host, server down, or slow."""
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return Finding("error", "timeout", f"no answer within {timeout:g} s")
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol | ValueError):
+        return Finding("error", "invalid-url", f"malformed address: {exc}")
     chain: BaseException | None = exc
     while chain is not None:
         if isinstance(chain, socket.gaierror):

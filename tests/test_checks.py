@@ -345,3 +345,8 @@ def test_problem_as_dict_has_the_json_fields():
         "line": 3,
         "url": "https://example.org/x",
     }
+
+
+def test_malformed_url_is_an_error_not_a_crash(check):
+    report = check('<a href="https://[::1/report">Annual report</a>')
+    assert only(report, "invalid-url").severity == "error"

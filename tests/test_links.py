@@ -315,3 +315,8 @@ def test_placeholder_hosts_are_never_fetched(make_edition):
     )
     report = check_message(edition, "Subject", html, timeout=0.5)
     assert [p.code for p in report.problems] == ["placeholder-link"]
+
+
+@pytest.mark.parametrize("url", ["http://[::1/page", "ftp://127.0.0.1/file"])
+def test_malformed_or_unsupported_urls_are_errors_not_crashes(url):
+    assert [f.code for f in check_links([url], timeout=1.0)[url].findings] == ["invalid-url"]
