@@ -546,11 +546,13 @@ class Locator:
 
 def _mentions(url: str, context: Mapping[str, str]) -> Callable[[str], bool]:
     """A test for whether a source line writes ``url`` (or the merge field that fills it)."""
-    merge_names = [name for name, value in context.items() if value and value in url]
+    merge_names = [
+        name for name, value in context.items() if value == url or (value and value in url)
+    ]
     if len(url) >= 4:
         forms = {url, unquote(url), url.replace("&", "&amp;")}
     else:  # "", "#", "#a": only as a link target, else every heading would match
-        forms = {f"]({url})", f'="{url}"', f"='{url}'", f"<{url}>"}
+        forms = {f"]({url})", *(f"{attr}={q}{url}{q}" for attr in ("href", "src") for q in "\"'")}
     front_matter = re.compile(rf"^\s*[\w-]+:\s*(['\"]?){re.escape(url)}\1\s*$")
 
     def matches(line: str) -> bool:

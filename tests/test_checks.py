@@ -350,3 +350,9 @@ def test_problem_as_dict_has_the_json_fields():
 def test_malformed_url_is_an_error_not_a_crash(check):
     report = check('<a href="https://[::1/report">Annual report</a>')
     assert only(report, "invalid-url").severity == "error"
+
+
+def test_empty_link_is_traced_to_markdown_not_to_other_empty_attributes(check):
+    sections = {"01-a.md": '<img src="https://example.org/a.png" alt="">\n\nSee [the plan]().\n'}
+    problem = only(check('<a href="">the plan</a>', sections=sections), "empty-link")
+    assert (problem.file.name, problem.line) == ("01-a.md", 3)
