@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from email_validator import EmailNotValidError, validate_email
@@ -27,12 +25,8 @@ from lxml import html as lxml_html
 from mailer.config import Settings
 from mailer.edition import Edition
 from mailer.links import check_links
+from mailer.render import SIZE_LIMIT, SIZE_WARN, RenderedEdition, template_dirs
 
-if TYPE_CHECKING:
-    from mailer.render import RenderedEdition
-
-GMAIL_CLIP_BYTES = 102 * 1024  # Gmail hides everything after this behind "[Message clipped]"
-SIZE_WARNING_BYTES = 90 * 1024
 SUBJECT_MAX = 78  # longer subjects are cut off in most inbox lists
 PLACEHOLDER_HOSTS = frozenset({"example.com", "www.example.com"})
 PLACEHOLDER_MARKERS = ("TODO", "FIXME", "XXX")
@@ -106,37 +100,18 @@ def check_edition(
     timeout: float = 10.0,
     progress: Callable[[int, int], None] | None = None,
 ) -> CheckReport:
-    """Check the message exactly as a reader would get it."""
-    context = preview_context(settings)
-    preview = rendered.preview(context)
+    """Check the message exactly as a reader would get it, real unsubscribe link included."""
+    preview = rendered.preview()
     return check_message(
         rendered.edition,
         preview.subject,
         preview.html,
-        context=context,
-        templates_dir=settings.templates_dir or default_templates_dir(),
+        context={"unsubscribe_url": rendered.preview_unsubscribe},
+        templates=template_dirs(rendered.edition, settings, None),
         offline=offline,
         timeout=timeout,
         progress=progress,
     )
-
-
-def preview_context(settings: Settings) -> dict[str, str]:
-    """Merge values for the checked copy: the unsubscribe link must be the real one."""
-    if settings.unsubscribe_url:
-        unsubscribe = settings.unsubscribe_url
-    elif settings.unsubscribe_mailto:
-        unsubscribe = f"mailto:{settings.unsubscribe_mailto}"
-    else:
-        unsubscribe = ""
-    return {"unsubscribe_url": unsubscribe}
-
-
-def default_templates_dir() -> Path | None:
-    try:
-        return Path(str(resources.files("mailer.templates")))
-    except ModuleNotFoundError:
-        return None
 
 
 def check_message(
@@ -145,12 +120,17 @@ def check_message(
     html: str,
     *,
     context: Mapping[str, str] | None = None,
-    templates_dir: Path | None = None,
+    templates: Sequence[Path] = (),
     offline: bool = False,
     timeout: float = 10.0,
     progress: Callable[[int, int], None] | None = None,
 ) -> CheckReport:
-    """Check one finished message (subject and HTML) that was rendered from ``edition``."""
+    """Check one finished message (subject and HTML) that was rendered from ``edition``.
+
+    ``context`` holds the merge values the HTML was personalised with, so a link that
+    came from a merge field can be traced to where the field is used; ``templates``
+    are the template folders, first match wins, as the renderer looks them up.
+    """
     started = time.perf_counter()
     context = dict(context or {})
     tree = lxml_html.document_fromstring(html) if html.strip() else None
@@ -163,7 +143,7 @@ def check_message(
     found += lint_message(edition, subject, html, text, references, context.get("unsubscribe_url"))
     if not offline:
         found += network_problems(references, timeout, progress)
-    locator = Locator(edition, templates_dir, context)
+    locator = Locator(edition, templates, context)
     problems = sorted(locator.place(_distinct(found)), key=locator.sort_key)
     urls = {reference.url for reference in references}
     troubled = {problem.url for problem in problems}
@@ -401,7 +381,7 @@ def lint_message(
 def _size_problems(html: str) -> list[Problem]:
     size = len(html.encode("utf-8"))
     kb = f"{size / 1024:.0f} KB"
-    if size > GMAIL_CLIP_BYTES:
+    if size > SIZE_LIMIT:
         return [
             Problem(
                 "error",
@@ -410,7 +390,7 @@ def _size_problems(html: str) -> list[Problem]:
                 "and unsubscribe link",
             )
         ]
-    if size > SIZE_WARNING_BYTES:
+    if size > SIZE_WARN:
         return [Problem("warning", "html-size", f"HTML is {kb}, close to Gmail's 102 KB clip")]
     return []
 
@@ -505,10 +485,10 @@ class Locator:
     """
 
     def __init__(
-        self, edition: Edition, templates_dir: Path | None, context: Mapping[str, str]
+        self, edition: Edition, templates: Sequence[Path], context: Mapping[str, str]
     ) -> None:
         self.sections = [section.path for section in edition.sections]
-        self.templates = _template_files(templates_dir)
+        self.templates = _template_files(templates)
         self.lines = {path: list(_numbered_lines(path)) for path in self.sections + self.templates}
         self.order = {path: index for index, path in enumerate([edition.toml_path, *self.sections])}
         self.context = context
@@ -573,10 +553,15 @@ def _basename_mention(url: str) -> Callable[[str], bool] | None:
     return lambda line: name in line
 
 
-def _template_files(templates_dir: Path | None) -> list[Path]:
-    if templates_dir is None or not templates_dir.is_dir():
-        return []
-    return sorted(path for path in templates_dir.rglob("*") if path.is_file())
+def _template_files(folders: Sequence[Path]) -> list[Path]:
+    """The template files in use: a file in an earlier folder hides one of the same name."""
+    chosen: dict[Path, Path] = {}
+    for folder in folders:
+        if folder.is_dir():
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    chosen.setdefault(path.relative_to(folder), path)
+    return list(chosen.values())
 
 
 def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:

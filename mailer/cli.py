@@ -126,10 +126,10 @@ def check_command(
         )
     if output is OutputFormat.json:
         typer.echo(json.dumps([problem.as_dict() for problem in report.problems], indent=2))
-        err_console.print(_summary(report))
+        err_console.print(_check_summary(report))
     else:
-        _print_problems(report, edition)
-        console.print(_summary(report))
+        _print_check_report(report, edition)
+        console.print(_check_summary(report))
     if report.failed(strict):
         raise typer.Exit(int(ExitCode.PROBLEMS))
 
@@ -146,11 +146,11 @@ def _link_progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
-def _print_problems(report: CheckReport, edition: Edition) -> None:
+def _print_check_report(report: CheckReport, edition: Edition) -> None:
     """One table per source file, in edition order, so fixes can be made file by file."""
     groups: dict[str, list[Problem]] = {}
     for problem in report.problems:
-        groups.setdefault(_where_file(problem.file, edition), []).append(problem)
+        groups.setdefault(_check_where(problem.file, edition), []).append(problem)
     for name, problems in groups.items():
         table = Table(title=name, title_justify="left", show_lines=False, expand=True)
         table.add_column("Severity", no_wrap=True)
@@ -159,7 +159,7 @@ def _print_problems(report: CheckReport, edition: Edition) -> None:
         table.add_column("URL", overflow="fold", ratio=2)
         for problem in problems:
             colour = "red" if problem.severity == "error" else "yellow"
-            where = _where_file(problem.file, edition) if problem.file else "-"
+            where = _check_where(problem.file, edition) if problem.file else "-"
             table.add_row(
                 f"[{colour}]{problem.severity}[/]",
                 escape(problem.message),
@@ -169,7 +169,7 @@ def _print_problems(report: CheckReport, edition: Edition) -> None:
         console.print(table)
 
 
-def _where_file(path: Path | None, edition: Edition) -> str:
+def _check_where(path: Path | None, edition: Edition) -> str:
     if path is None:
         return "whole email"
     for base in (edition.root, edition.project_root):
@@ -178,7 +178,7 @@ def _where_file(path: Path | None, edition: Edition) -> str:
     return str(path)
 
 
-def _summary(report: CheckReport) -> str:
+def _check_summary(report: CheckReport) -> str:
     errors, warnings = len(report.errors), len(report.warnings)
     return (
         f"{report.links} links, {report.ok} ok, {warnings} warning{'s' * (warnings != 1)}, "

@@ -22,7 +22,7 @@ def check(make_edition):
         body: str,
         sections: dict[str, str] | None = None,
         subject: str | None = None,
-        templates_dir: Path | None = None,
+        templates: tuple[Path, ...] = (),
         **meta: str,
     ) -> CheckReport:
         edition = load_edition(make_edition(sections, **meta))
@@ -32,7 +32,7 @@ def check(make_edition):
             edition.subject if subject is None else subject,
             html,
             context={"unsubscribe_url": UNSUBSCRIBE},
-            templates_dir=templates_dir,
+            templates=templates,
             offline=True,
         )
 
@@ -271,7 +271,7 @@ def test_image_written_as_a_file_name_is_traced_by_that_name(check):
 
 def template_folder(root: Path, name: str, text: str) -> Path:
     templates = root / "templates"
-    templates.mkdir()
+    templates.mkdir(parents=True)
     (templates / name).write_text(text, encoding="utf-8")
     return templates
 
@@ -279,7 +279,7 @@ def template_folder(root: Path, name: str, text: str) -> Path:
 def test_template_links_are_traced_to_the_template_file(check, tmp_path):
     source = '<mj-text>\n<a href="https://example.com/logo">Home</a>\n</mj-text>\n'
     templates = template_folder(tmp_path, "newsletter.mjml.j2", source)
-    report = check('<a href="https://example.com/logo">Home</a>', templates_dir=templates)
+    report = check('<a href="https://example.com/logo">Home</a>', templates=(templates,))
     problem = only(report, "placeholder-link")
     assert (problem.file.name, problem.line) == ("newsletter.mjml.j2", 2)
 
@@ -288,7 +288,7 @@ def test_merge_field_links_are_traced_to_where_the_field_is_used(check, tmp_path
     source = 'Bye.\n<a href="{{ unsubscribe_url }}">here</a>\n'
     templates = template_folder(tmp_path, "footer.j2", source)
     html = f'<a href="{UNSUBSCRIBE}">here</a>'
-    problem = only(check(html, templates_dir=templates), "vague-link-text")
+    problem = only(check(html, templates=(templates,)), "vague-link-text")
     assert (problem.file.name, problem.line) == ("footer.j2", 2)
 
 
@@ -356,3 +356,11 @@ def test_empty_link_is_traced_to_markdown_not_to_other_empty_attributes(check):
     sections = {"01-a.md": '<img src="https://example.org/a.png" alt="">\n\nSee [the plan]().\n'}
     problem = only(check('<a href="">the plan</a>', sections=sections), "empty-link")
     assert (problem.file.name, problem.line) == ("01-a.md", 3)
+
+
+def test_an_overriding_template_hides_the_default_of_the_same_name(check, tmp_path):
+    link = '<a href="https://example.com/home">Home page</a>\n'
+    override = template_folder(tmp_path / "project", "footer.j2", "\n\n" + link)
+    default = template_folder(tmp_path / "package", "footer.j2", link)
+    problem = only(check(link, templates=(override, default)), "placeholder-link")
+    assert (problem.file, problem.line) == (override / "footer.j2", 3)
