@@ -180,3 +180,25 @@ def test_section_image_problems_are_traced_to_the_front_matter(make_edition, env
     image = [p for p in report.problems if p.url and "team.jpg" in p.url]
     assert image, report.problems
     assert {(p.file.name, p.line) for p in image} == {("01-team.md", 3)}
+
+
+def test_templates_option_checks_and_traces_links_in_that_template(
+    runner, make_edition, env_file, tmp_path
+):
+    packaged = REPO / "templates" / "newsletter.mjml.j2"
+    custom = tmp_path / "custom"
+    custom.mkdir()
+    text = packaged.read_text(encoding="utf-8").replace(
+        "<p>You receive",
+        '<p><a href="https://example.com/about">About the partnership</a></p>\n<p>You receive',
+    )
+    (custom / "newsletter.mjml.j2").write_text(text, encoding="utf-8")
+    edition = make_edition()
+    result = check(
+        runner, edition, env_file, "--offline", "--templates", str(custom), "--format", "json"
+    )
+    (problem,) = [p for p in json.loads(result.stdout) if p["code"] == "placeholder-link"]
+    assert Path(problem["file"]) == custom / "newsletter.mjml.j2"
+    lines = text.splitlines()
+    assert "example.com/about" in lines[problem["line"] - 1]
+    assert result.exit_code == 1
