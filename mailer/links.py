@@ -170,6 +170,10 @@ class LinkChecker:
             anchors = None
             if need_body and response.status_code < 300 and _is_html(response):
                 anchors = _anchors(await _read_capped(response))
+            elif method == "HEAD":
+                # Reading the (empty) body lets the connection be reused; a GET body we
+                # do not need is left unread and its connection closed instead.
+                await response.aread()
             return _Answer(
                 response.status_code,
                 response.headers.get("Location"),

@@ -9,6 +9,8 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -320,3 +322,32 @@ def test_placeholder_hosts_are_never_fetched(make_edition):
 @pytest.mark.parametrize("url", ["http://[::1/page", "ftp://127.0.0.1/file"])
 def test_malformed_or_unsupported_urls_are_errors_not_crashes(url):
     assert [f.code for f in check_links([url], timeout=1.0)[url].findings] == ["invalid-url"]
+
+
+class KeepAliveHandler(BaseHTTPRequestHandler):
+    """Answers HEAD on a kept-alive connection (Werkzeug's server closes every one)."""
+
+    protocol_version = "HTTP/1.1"
+    ports: ClassVar[list[int]] = []
+
+    def do_HEAD(self) -> None:
+        self.ports.append(self.client_address[1])
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_connections_are_reused_between_head_requests():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), KeepAliveHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        urls = [f"http://127.0.0.1:{server.server_port}/page/{i}" for i in range(3)]
+        check_links(urls, timeout=5.0, concurrency=1, per_host=1)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(KeepAliveHandler.ports) == 3
+    assert len(set(KeepAliveHandler.ports)) == 1
