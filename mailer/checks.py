@@ -524,6 +524,10 @@ class Locator:
         return (group, str(problem.file or ""), problem.line or 0, problem.severity != "error")
 
 
+# Where a written URL can end: so ".../a" is not found inside ".../about".
+URL_END = r"(?=$|[\s)\"'<>\]|,;!*_]|[.:?](?:\s|$))"
+
+
 def _mentions(url: str, context: Mapping[str, str]) -> Callable[[str], bool]:
     """A test for whether a source line writes ``url`` (or the merge field that fills it)."""
     merge_names = [
@@ -531,13 +535,15 @@ def _mentions(url: str, context: Mapping[str, str]) -> Callable[[str], bool]:
     ]
     if len(url) >= 4:
         forms = {url, unquote(url), url.replace("&", "&amp;")}
+        written = re.compile("|".join(re.escape(form) + URL_END for form in forms))
     else:  # "", "#", "#a": only as a link target, else every heading would match
         forms = {f"]({url})", *(f"{attr}={q}{url}{q}" for attr in ("href", "src") for q in "\"'")}
+        written = re.compile("|".join(re.escape(form) for form in forms))
     front_matter = re.compile(rf"^\s*[\w-]+:\s*(['\"]?){re.escape(url)}\1\s*$")
 
     def matches(line: str) -> bool:
         return (
-            any(form in line for form in forms)
+            bool(written.search(line))
             or bool(url and front_matter.match(line))
             or any(name in line and "{{" in line for name in merge_names)
         )

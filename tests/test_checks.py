@@ -364,3 +364,14 @@ def test_an_overriding_template_hides_the_default_of_the_same_name(check, tmp_pa
     default = template_folder(tmp_path / "package", "footer.j2", link)
     problem = only(check(link, templates=(override, default)), "placeholder-link")
     assert (problem.file, problem.line) == (override / "footer.j2", 3)
+
+
+def test_a_url_is_not_traced_to_a_longer_url_that_starts_with_it(check):
+    sections = {
+        "01-a.md": "See [about us](https://example.com/about).\n",
+        "02-b.md": "See [the report](https://example.com/a).\n",
+        "03-c.md": "Or visit https://example.com/a.\n",
+    }
+    report = check('<a href="https://example.com/a">Annual report</a>', sections=sections)
+    places = [(p.file.name, p.line) for p in report.problems]
+    assert places == [("02-b.md", 1), ("03-c.md", 1)]
