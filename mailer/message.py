@@ -16,6 +16,7 @@ extension (see :func:`needs_smtputf8`).
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import re
@@ -23,8 +24,8 @@ import secrets
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage, MIMEPart
-from email.policy import SMTP, SMTPUTF8
-from email.utils import parseaddr
+from email.policy import SMTP, SMTPUTF8, EmailPolicy
+from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, quote, urlencode, urlsplit, urlunsplit
@@ -252,34 +253,46 @@ def build_message(
     to = mailbox(recipient.name, recipient.email, "recipient", **where)
     subject = checked(parts.subject, f"subject for {recipient.email}", **where)
 
-    msg = EmailMessage(policy=POLICY)
-    msg["From"] = sender
+    policy = POLICY_UTF8 if needs_smtputf8(to.addr_spec) else POLICY
+    msg = EmailMessage(policy=policy)
+    msg.set_raw("From", folded(policy, "From", str(sender)))
     reply_to = edition.reply_to or settings.reply_to
     if reply_to:
-        msg["Reply-To"] = parse_mailbox(reply_to, "Reply-To")
+        reply_mailbox = str(parse_mailbox(reply_to, "Reply-To"))
+        msg.set_raw("Reply-To", folded(policy, "Reply-To", reply_mailbox))
     msg["To"] = to
-    msg["Subject"] = TEST_PREFIX + subject if test else subject
-    msg["Date"] = (now or datetime.now()).astimezone()
-    msg["Message-ID"] = message_id(edition.slug, recipient.email, from_value, test=test)
-    msg["List-Id"] = list_id(edition, settings, sender)
+    msg.set_raw("Subject", folded(policy, "Subject", TEST_PREFIX + subject if test else subject))
+    msg.set_raw("Date", format_datetime((now or datetime.now()).astimezone()))
+    msg.set_raw("Message-ID", message_id(edition.slug, recipient.email, from_value, test=test))
+    msg.set_raw("List-Id", folded(policy, "List-Id", list_id(edition, settings, sender)))
     unsubscribe, one_click = list_unsubscribe(settings, recipient.email)
     if unsubscribe:
         msg.set_raw("List-Unsubscribe", unsubscribe)
     if one_click:
-        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg["MIME-Version"] = "1.0"
+        msg.set_raw("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+    msg.set_raw("MIME-Version", "1.0")
     msg.make_alternative()
     msg.attach(_text_part(parts.text, "plain"))
     msg.attach(_text_part(parts.html, "html"))
-
-    policy = POLICY_UTF8 if needs_smtputf8(to.addr_spec) else POLICY
     wire = msg.as_bytes(policy=policy)
     return signer.sign(wire) if signer else wire
 
 
+@lru_cache(maxsize=64)
+def folded(policy: EmailPolicy, name: str, value: str) -> str:
+    """A header value folded (and RFC 2047-encoded) once and reused: From, Reply-To,
+    List-Id and usually Subject are the same for every recipient of an edition."""
+    line = policy.header_factory(name, value).fold(policy=policy)
+    return line[len(name) + 2 :].removesuffix(policy.linesep)
+
+
 def _text_part(content: str, subtype: str) -> MIMEPart:
-    """UTF-8, quoted-printable: every encoded line stays under 78 octets whatever the
-    HTML's own line lengths, far inside SMTP's 998 limit."""
+    """UTF-8, quoted-printable: every encoded line stays within 76 octets whatever the
+    HTML's own line lengths, far inside SMTP's 998 limit. Encoded in C (binascii),
+    several times faster than the stdlib's pure-Python encoder on a 40 KB body."""
+    body = content.replace("\r\n", "\n").encode("utf-8")
     part = MIMEPart(policy=POLICY)
-    part.set_content(content, subtype=subtype, charset="utf-8", cte="quoted-printable")
+    part.set_raw("Content-Type", f'text/{subtype}; charset="utf-8"')
+    part.set_raw("Content-Transfer-Encoding", "quoted-printable")
+    part.set_payload(binascii.b2a_qp(body, istext=True).decode("ascii"))
     return part
