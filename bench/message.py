@@ -78,7 +78,7 @@ def rates(cases: dict[str, Callable[[Recipient], bytes]], seconds: float) -> dic
 def make_signer(folder: Path) -> DkimSigner:
     key = folder / "dkim.pem"
     subprocess.run(
-        ["openssl", "genrsa", "-traditional", "-out", str(key), "2048"],
+        ["openssl", "genrsa", "-out", str(key), "2048"],
         check=True,
         capture_output=True,
     )

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from mailer.config import ENV_NAMES
 from mailer.errors import InputError
 from mailer.message import (
     envelope_address,
@@ -19,6 +20,7 @@ from mailer.message import (
     unsubscribe_url,
     verify_unsubscribe_token,
 )
+from tests.conftest import REPO
 from tests.message_helpers import NOW, Recipient, build, edition, parse, parts, settings
 
 SECRET = "test-secret-0123456789"
@@ -297,3 +299,15 @@ def test_non_ascii_local_part_is_written_as_utf8_for_smtputf8():
     msg = email.message_from_string(wire.decode("utf-8"), policy=email.policy.SMTPUTF8)
     assert msg["To"].addresses[0].addr_spec == "zoë@example.net"
     assert msg["To"].addresses[0].display_name == "Zoë"
+
+
+# --- documentation -------------------------------------------------------------------
+
+
+def test_every_setting_is_documented_in_the_readme_and_env_example():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    configuration = readme.split("## Configuration", 1)[1]
+    example = (REPO / ".env.example").read_text(encoding="utf-8")
+    for name in ENV_NAMES.values():
+        assert f"`{name}`" in configuration, f"README ## Configuration lacks {name}"
+        assert name in example, f".env.example lacks {name}"
