@@ -7,6 +7,7 @@ very last step of building a message.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,12 @@ class DkimSigner:
                 f"DKIM is half configured: {', '.join(missing)} not set",
                 hint=f"set all of {', '.join(DKIM_SETTINGS)}, or none",
             )
+        for name, value in zip(DKIM_SETTINGS[1:], given[1:], strict=True):
+            if not re.fullmatch(r"[A-Za-z0-9._-]+", value):
+                raise InputError(
+                    f"{name} must be a plain ASCII DNS name, not {value!r}",
+                    hint="write an internationalised domain in its xn-- (punycode) form",
+                )
         return cls(
             selector=settings.dkim_selector,
             domain=settings.dkim_domain,
@@ -70,7 +77,7 @@ class DkimSigner:
                 canonicalize=(b"relaxed", b"relaxed"),
                 include_headers=list(SIGNED_HEADERS),
             )
-        except (dkim.DKIMException, UnicodeEncodeError) as exc:
+        except dkim.DKIMException as exc:
             raise InputError(
                 f"DKIM signing failed: {exc}", hint="check MAILER_DKIM_SELECTOR/DOMAIN"
             ) from None

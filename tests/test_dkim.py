@@ -155,3 +155,11 @@ def test_half_configured_dkim_is_an_input_error(key_file):
 
 def test_signer_repr_hides_the_key(signer):
     assert "PRIVATE" not in repr(signer)
+
+
+@pytest.mark.parametrize("field", ["dkim_selector", "dkim_domain"])
+def test_dkim_names_must_be_plain_dns_names(key_file, field):
+    values = {"dkim_key_file": key_file, "dkim_selector": SELECTOR, "dkim_domain": DOMAIN}
+    values[field] = "bücher.example"
+    with pytest.raises(InputError, match="punycode"):
+        DkimSigner.from_settings(settings(**values))

@@ -78,6 +78,15 @@ def test_edition_from_and_reply_to_override_settings():
     assert msg["Reply-To"] == "desk@example.com"
 
 
+def test_from_name_with_specials_and_accents_round_trips():
+    special = edition(from_addr='"Northvale (NSCP), Zoë\'s desk" <desk@example.com>')
+    sender = parse(build(edition_=special))["From"].addresses[0]
+    assert (sender.display_name, sender.addr_spec) == (
+        "Northvale (NSCP), Zoë's desk",
+        "desk@example.com",
+    )
+
+
 def test_no_reply_to_header_when_none_is_configured():
     assert "Reply-To" not in parse(build(settings_=settings(reply_to=None)))
 
@@ -91,6 +100,12 @@ def test_list_id_is_stable_across_editions_and_names_the_newsletter():
     second = parse(build(edition_=edition("2025-10-autumn")))["List-Id"]
     assert first == second
     assert first == "Northvale Safeguarding Children Partnership <newsletter.example.org>"
+
+
+def test_non_ascii_newsletter_name_is_encoded_but_the_list_id_stays_readable():
+    wire = build(edition_=edition(newsletter="Lettre — Sécurité"))
+    assert b"<newsletter.example.org>" in wire
+    assert parse(wire)["List-Id"] == "Lettre — Sécurité <newsletter.example.org>"
 
 
 def test_list_id_prefers_the_edition_newsletter_name():
