@@ -116,13 +116,23 @@ def mailbox(name: str, addr: str, what: str, **where: object) -> Address:
 
 
 @lru_cache(maxsize=64)
-def parse_mailbox(value: str, what: str) -> Address:
+def parse_mailbox(value: str, what: str, path: Path | None = None) -> Address:
     """Parse a configured 'Name <address>' once; the same From serves every recipient."""
-    checked(value, what)
+    checked(value, what, path=path)
     name, addr = parseaddr(value)
     if not addr:
-        raise InputError(f"{what} is not an email address: {value!r}")
-    return mailbox(name, addr, what)
+        raise InputError(f"{what} is not an email address: {value!r}", path=path)
+    return mailbox(name, addr, what, path=path)
+
+
+def configured_mailbox(
+    edition: Edition, key: str, edition_value: str | None, env_name: str, setting: str | None
+) -> Address | None:
+    """The edition's own From/Reply-To when it sets one, else the setting; errors name
+    whichever the user has to fix."""
+    if edition_value:
+        return parse_mailbox(edition_value, f"{key!r}", edition.toml_path)
+    return parse_mailbox(setting, env_name) if setting else None
 
 
 def envelope_address(email: str) -> str:
@@ -248,22 +258,26 @@ def build_message(
     """The exact bytes for the wire: CRLF line endings, text part first and HTML last
     (RFC 2046: last is preferred), DKIM-signed after folding when ``signer`` is given."""
     where = {"path": recipient.source, "line": recipient.line}
-    from_value = edition.from_addr or settings.from_addr
-    sender = parse_mailbox(from_value, "From")
+    sender = configured_mailbox(
+        edition, "from", edition.from_addr, "MAILER_FROM", settings.from_addr
+    )
+    if sender is None:
+        raise InputError("no From address", hint="set MAILER_FROM")
+    reply_to = configured_mailbox(
+        edition, "reply_to", edition.reply_to, "MAILER_REPLY_TO", settings.reply_to
+    )
     to = mailbox(recipient.name, recipient.email, "recipient", **where)
     subject = checked(parts.subject, f"subject for {recipient.email}", **where)
 
     policy = POLICY_UTF8 if needs_smtputf8(to.addr_spec) else POLICY
     msg = EmailMessage(policy=policy)
     msg.set_raw("From", folded(policy, "From", str(sender)))
-    reply_to = edition.reply_to or settings.reply_to
     if reply_to:
-        reply_mailbox = str(parse_mailbox(reply_to, "Reply-To"))
-        msg.set_raw("Reply-To", folded(policy, "Reply-To", reply_mailbox))
+        msg.set_raw("Reply-To", folded(policy, "Reply-To", str(reply_to)))
     msg["To"] = to
     msg.set_raw("Subject", folded(policy, "Subject", TEST_PREFIX + subject if test else subject))
     msg.set_raw("Date", format_datetime((now or datetime.now()).astimezone()))
-    msg.set_raw("Message-ID", message_id(edition.slug, recipient.email, from_value, test=test))
+    msg.set_raw("Message-ID", message_id(edition.slug, recipient.email, str(sender), test=test))
     msg.set_raw("List-Id", folded(policy, "List-Id", list_id(edition, settings, sender)))
     unsubscribe, one_click = list_unsubscribe(settings, recipient.email)
     if unsubscribe:

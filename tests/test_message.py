@@ -87,6 +87,14 @@ def test_from_name_with_specials_and_accents_round_trips():
     )
 
 
+def test_bad_from_address_names_where_to_fix_it():
+    with pytest.raises(InputError, match="MAILER_FROM"):
+        build(settings_=settings(from_addr="Newsletter <nobody>"))
+    with pytest.raises(InputError, match="'from'") as info:
+        build(edition_=edition(from_addr="not an address"))
+    assert "edition.toml" in str(info.value)
+
+
 def test_no_reply_to_header_when_none_is_configured():
     assert "Reply-To" not in parse(build(settings_=settings(reply_to=None)))
 
