@@ -1,0 +1,1 @@
+"""The default newsletter templates, packaged with mailer."""

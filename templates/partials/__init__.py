@@ -1,0 +1,1 @@
+"""Section partials of the default template, one per kind."""
