@@ -12,11 +12,12 @@ from pathlib import Path
 from mailer.config import Settings
 from mailer.edition import Edition
 from mailer.message import build_message
+from mailer.render import Personalised
 
 NOW = dt.datetime(2025, 7, 15, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=1)))
 
 
-# Stand-ins until mailer.recipients.Recipient and mailer.render.Personalised land on main.
+# Stand-in until mailer.recipients.Recipient lands on main.
 @dataclass(frozen=True)
 class Recipient:
     email: str
@@ -37,13 +38,6 @@ class Recipient:
             "name": self.name,
             "first_name": self.first_name,
         }
-
-
-@dataclass(frozen=True)
-class Personalised:
-    subject: str
-    html: str
-    text: str
 
 
 def settings(**overrides: object) -> Settings:

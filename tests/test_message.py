@@ -8,8 +8,10 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from lxml import html as lxml_html
 
 from mailer.config import ENV_NAMES
+from mailer.edition import load_edition
 from mailer.errors import InputError
 from mailer.message import (
     envelope_address,
@@ -20,6 +22,7 @@ from mailer.message import (
     unsubscribe_url,
     verify_unsubscribe_token,
 )
+from mailer.render import render_edition
 from tests.conftest import REPO
 from tests.message_helpers import NOW, Recipient, build, edition, parse, parts, settings
 
@@ -322,6 +325,22 @@ def test_non_ascii_local_part_is_written_as_utf8_for_smtputf8():
     msg = email.message_from_string(wire.decode("utf-8"), policy=email.policy.SMTPUTF8)
     assert msg["To"].addresses[0].addr_spec == "zoë@example.net"
     assert msg["To"].addresses[0].display_name == "Zoë"
+
+
+# --- with the real renderer ------------------------------------------------------------
+
+
+def test_footer_link_and_header_carry_the_same_personal_unsubscribe_url(edition_dir):
+    config = settings()
+    rendered = render_edition(load_edition(edition_dir), config)
+    recipient = Recipient("amira.hassan@example.org", name="Amira Hassan", first_name="Amira")
+    content = rendered.personalise(recipient_context(recipient, config))
+    msg = parse(build(recipient, content=content, edition_=rendered.edition, settings_=config))
+    url = unsubscribe_url(config, recipient.email)
+    assert unsubscribe_uris(msg)[0] == url
+    footer = lxml_html.fromstring(decoded(msg.get_body(("html",))))
+    assert url in footer.xpath("//a/@href")
+    assert url in decoded(msg.get_body(("plain",)))
 
 
 # --- documentation -------------------------------------------------------------------
