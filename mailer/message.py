@@ -35,6 +35,7 @@ import idna
 from mailer.config import Settings
 from mailer.dkim import DkimSigner
 from mailer.errors import InputError
+from mailer.recipients import address_key
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -151,7 +152,7 @@ def needs_smtputf8(email: str) -> bool:
 def unsubscribe_token(secret: str, email: str) -> str:
     """HMAC-SHA256 of the case-folded address: only whoever holds MAILER_SECRET can make
     a link that unsubscribes a given address."""
-    message = _TOKEN_CONTEXT + email.strip().casefold().encode("utf-8")
+    message = _TOKEN_CONTEXT + address_key(email).encode("utf-8")
     digest = hmac.new(secret.encode("utf-8"), message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
@@ -226,7 +227,7 @@ def message_id(edition_slug: str, email: str, from_addr: str, *, test: bool = Fa
     """``<hash(edition, address)@from-domain>``: the same for a resend of the same edition
     to the same person, so a duplicate is recognisable. A test send gets a fresh random
     id instead, so it is never mistaken for (or deduplicated against) the real one."""
-    key = f"{edition_slug}\x00{email.strip().casefold()}".encode()
+    key = f"{edition_slug}\x00{address_key(email)}".encode()
     digest = hashlib.sha256(key).hexdigest()[:32]
     domain = parse_mailbox(from_addr, "From").domain
     if test:

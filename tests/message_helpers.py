@@ -5,39 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
-from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 
 from mailer.config import Settings
 from mailer.edition import Edition
 from mailer.message import build_message
+from mailer.recipients import Recipient
 from mailer.render import Personalised
 
 NOW = dt.datetime(2025, 7, 15, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=1)))
-
-
-# Stand-in until mailer.recipients.Recipient lands on main.
-@dataclass(frozen=True)
-class Recipient:
-    email: str
-    name: str = ""
-    first_name: str = ""
-    fields: dict[str, str] = field(default_factory=dict)
-    source: Path | None = None
-    line: int = 0
-
-    @property
-    def key(self) -> str:
-        return self.email.casefold()
-
-    def context(self) -> dict[str, str]:
-        return {
-            **self.fields,
-            "email": self.email,
-            "name": self.name,
-            "first_name": self.first_name,
-        }
 
 
 def settings(**overrides: object) -> Settings:
