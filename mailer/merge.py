@@ -14,6 +14,7 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from html import escape
 
 from jinja2 import TemplateSyntaxError, meta
@@ -108,9 +109,15 @@ def evaluator(expressions: tuple[str, ...]) -> Callable[[Mapping[str, str]], lis
     return evaluate
 
 
+@lru_cache(maxsize=1024)
+def _compiled(expression: str):
+    # Editions repeat the same few fields many times; compiling costs milliseconds each.
+    return _ENV.compile_expression(expression, undefined_to_none=False)
+
+
 def _compile(expression: str, origin: str | None = None, line: int | None = None):
     try:
-        return _ENV.compile_expression(expression, undefined_to_none=False)
+        return _compiled(expression)
     except TemplateSyntaxError as exc:
         raise InputError(
             f"bad merge field '{{{{ {expression} }}}}': {exc.message}",

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parseaddr
-from functools import cached_property
+from functools import cached_property, lru_cache
 from html import escape
 from importlib.resources import files
 from pathlib import Path
@@ -45,6 +45,7 @@ SIZE_WARN = 90 * 1024  # bytes; leaves headroom below Gmail's clipping point
 SIZE_LIMIT = 102 * 1024  # Gmail clips messages whose HTML is larger than this
 _DATE_SEPARATOR = re.compile(r"^\s*[-\u2013\u2014:|]?\s*")
 _LEVEL = re.compile(r"^level\b", re.IGNORECASE)
+_MJML_POSITION = re.compile(r"position (\d+)")
 # MJML's reset stylesheet belongs in <head>; inlined onto every cell it adds ~10% bloat.
 _MJML_RESET = re.compile(r"(<style[^>]*)>(?=\s*#outlook a)")
 
@@ -121,7 +122,7 @@ def render_edition(
     with _timed(timings, "inline"):
         html = inline_css(compiled)
     with _timed(timings, "text"):
-        text = plaintext.edition_text(masthead, [s.text for s in sections])
+        text = plaintext.edition_text(masthead, [s.text_section() for s in sections])
     templates = [fields.template(subject), fields.template(html), fields.template(text)]
     expressions = tuple(fields.expressions)
     return RenderedEdition(
@@ -177,17 +178,25 @@ class Masthead:
 
 @dataclass(frozen=True)
 class SectionView:
-    """One section ready for its partial: HTML body plus the same content as text."""
+    """One section ready for its partial; the text twin is made from the same tokens."""
 
     kind: str
     title: str
     html: Markup
-    text: plaintext.TextSection
+    tokens: list[Token]
     image: str | None
     image_alt: str
     button_text: str | None
     button_url: str | None
-    source: Path
+
+    def text_section(self) -> plaintext.TextSection:
+        return plaintext.TextSection(
+            kind=self.kind,
+            title=self.title,
+            body=plaintext.tokens_text(self.tokens),
+            button_text=self.button_text,
+            button_url=self.button_url,
+        )
 
 
 def _prepare_section(section: Section, fields: MergeFields) -> SectionView:
@@ -197,24 +206,15 @@ def _prepare_section(section: Section, fields: MergeFields) -> SectionView:
         return fields.protect(value, origin=origin) if value else value
 
     tokens = markdown_tokens(protect(section.body) or "", section.kind)
-    title = protect(section.title) or ""
-    button_text, button_url = protect(section.button_text), protect(section.button_url)
     return SectionView(
         kind=section.kind,
-        title=title,
+        title=protect(section.title) or "",
         html=Markup(_MD.renderer.render(tokens, _MD.options, {})),
-        text=plaintext.TextSection(
-            kind=section.kind,
-            title=title,
-            body=plaintext.tokens_text(tokens),
-            button_text=button_text,
-            button_url=button_url,
-        ),
+        tokens=tokens,
         image=section.image,
         image_alt=section.image_alt or "",
-        button_text=button_text,
-        button_url=button_url,
-        source=section.path,
+        button_text=protect(section.button_text),
+        button_url=protect(section.button_url),
     )
 
 
@@ -270,7 +270,7 @@ def _mark_dated_items(tokens: list[Token], *, levels: bool) -> None:
     """Top-level list items that start with **a date** become date-led rows.
 
     The date moves to ``meta["date"]`` of the list item; in training sections an
-    italic ``*Level 2*`` becomes a level badge.
+    italic ``*Level 2*`` moves to ``meta["level"]`` and is shown under the date.
     """
     for index, token in enumerate(tokens):
         if token.type != "list_item_open" or token.level != 1:
@@ -283,8 +283,9 @@ def _mark_dated_items(tokens: list[Token], *, levels: bool) -> None:
             continue
         token.meta["date"] = date
         _list_opener(tokens, index).meta["dated"] = True
-        if levels:
-            inline.children = _level_badges(inline.children)
+        level = _take_level(inline.children) if levels else None
+        if level:
+            token.meta["level"] = level
 
 
 def _take_leading_strong(children: list[Token]) -> str | None:
@@ -309,21 +310,18 @@ def _list_opener(tokens: list[Token], item_index: int) -> Token:
     )
 
 
-def _level_badges(children: list[Token]) -> list[Token]:
-    out: list[Token] = []
-    index = 0
-    while index < len(children):
+def _take_level(children: list[Token]) -> str | None:
+    """Remove an italic ``*Level ...*`` from the item; return its text."""
+    for index in range(len(children) - 2):
         window = children[index : index + 3]
-        types = [child.type for child in window]
-        if types == ["em_open", "text", "em_close"] and _LEVEL.match(window[1].content):
-            badge = Token("html_inline", "", 0)
-            badge.content = f'<span class="level">{escape(window[1].content)}</span>'
-            out.append(badge)
-            index += 3
-        else:
-            out.append(children[index])
-            index += 1
-    return out
+        if [c.type for c in window] == ["em_open", "text", "em_close"] and _LEVEL.match(
+            window[1].content
+        ):
+            del children[index : index + 3]
+            if index and children[index - 1].type == "text":
+                children[index - 1].content = children[index - 1].content.rstrip()
+            return window[1].content.strip()
+    return None
 
 
 def _render_list_open(self, tokens, idx, options, env):
@@ -344,7 +342,10 @@ def _render_list_close(self, tokens, idx, options, env):
 
 def _render_item_open(self, tokens, idx, options, env):
     if _in_dated_list(tokens, idx):
-        date = escape(tokens[idx].meta.get("date", ""))
+        meta = tokens[idx].meta
+        date = escape(meta.get("date", ""))
+        if meta.get("level"):
+            date += f'<br><span class="level">{escape(meta["level"])}</span>'
         return f'<tr><td class="dated-date">{date}</td><td class="dated-what">'
     return self.renderToken(tokens, idx, options, env)
 
@@ -403,12 +404,7 @@ def _fill_template(
     sections: Sequence[SectionView],
 ) -> tuple[str, Path]:
     dirs = template_dirs(edition, settings, templates_dir)
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
+    env = _environment(tuple(str(d) for d in dirs))
     name = edition.template + TEMPLATE_SUFFIX
     try:
         template = env.get_template(name)
@@ -427,14 +423,26 @@ def _fill_template(
             line=exc.lineno,
             hint="fix the Jinja syntax in the template",
         ) from None
-    except jinja2.UndefinedError as exc:
+    except jinja2.TemplateError as exc:  # UndefinedError and other runtime errors
         path, line = _template_frame(exc)
         raise InputError(
             f"template error: {exc.message}",
             path=path or name,
             line=line,
-            hint="the template uses a value that does not exist; check its spelling",
+            hint="check the names the template uses at that line",
         ) from None
+
+
+@lru_cache(maxsize=8)
+def _environment(dirs: tuple[str, ...]) -> jinja2.Environment:
+    """One environment per lookup path, so compiled templates are reused between
+    renders; Jinja still reloads a template whose file has changed."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(list(dirs)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
 
 
 def _template_frame(exc: BaseException) -> tuple[str | None, int | None]:
@@ -448,8 +456,12 @@ def _compile_mjml(source: str, template_path: Path) -> str:
         # fonts={} stops MJML linking Google Fonts: a build never touches the network.
         return mjml2html(source, fonts={}, disable_comments=True)
     except Exception as exc:  # mjml-python raises bare ValueError/RuntimeError
+        # mjml-python gives a character offset into the filled template, not a line.
+        where = _MJML_POSITION.search(str(exc))
+        line = source.count("\n", 0, int(where[1])) + 1 if where else None
+        at = f" (line {line} of the filled MJML)" if line else ""
         raise InputError(
-            f"MJML error: {exc}",
+            f"MJML error: {exc}{at}",
             path=template_path,
             hint="the template does not produce valid MJML; check its tags",
         ) from None

@@ -138,7 +138,9 @@ def _item_text(item: SyntaxTreeNode, width: int) -> str:
         return "\n\n".join(_blocks(item.children, width))
     # A date-led item always opens with the paragraph its date was taken from.
     lead = inline_text(item.children[0].children[0]).strip()
-    first = wrap(f"{date} - {lead}" if lead else date, width)
+    level = item.meta.get("level")
+    line = f"{date} - {lead}" if lead else date
+    first = wrap(f"{line} ({level})" if level else line, width)
     return "\n\n".join([first, *_blocks(item.children[1:], width)])
 
 

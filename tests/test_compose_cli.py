@@ -129,6 +129,7 @@ def test_build_fails_when_gmail_would_clip_the_html(runner, make_edition, tmp_pa
     assert result.exit_code == 1
     assert "error:" in result.stderr
     assert "clips" in result.stderr
+    assert (tmp_path / "out" / "index.html").stat().st_size > SIZE_LIMIT  # kept to inspect
 
 
 # --- mailer preview ---------------------------------------------------------------------
@@ -235,3 +236,39 @@ def assert_input_error(result, named: str, out: Path) -> None:
     assert len(lines) == 1, result.stderr
     assert named in result.stderr
     assert not out.exists()
+
+
+def test_build_out_that_is_a_file_is_an_input_error(runner, make_edition, tmp_path):
+    out = tmp_path / "taken"
+    out.write_text("not a folder", encoding="utf-8")
+    result = invoke(runner, "build", make_edition(), "--out", out)
+    assert result.exit_code == 2
+    assert "cannot write the build" in result.stderr
+    assert out.read_text(encoding="utf-8") == "not a folder"
+
+
+def test_build_prints_no_css_parser_noise(make_edition, tmp_path):
+    """cssutils reports mso-* and newer CSS properties on stderr; a real process shows it."""
+    import subprocess
+    import sys
+
+    from tests.compose_helpers import ALL_KINDS
+
+    command = "from mailer.cli import main; main()"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            command,
+            "build",
+            str(make_edition(ALL_KINDS)),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""

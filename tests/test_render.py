@@ -157,10 +157,18 @@ def test_events_become_date_led_rows(kinds_doc):
     ]
 
 
-def test_training_rows_show_level_badges(kinds_doc):
+def test_training_rows_show_the_level_under_the_date(kinds_doc):
     training = section(kinds_doc, "training")[0]
-    assert texts(training, ".//td[@class='dated-date']") == ["9 Sept", "11 Sept"]
-    assert texts(training, ".//span[@class='level']") == ["Level 1", "Level 2"]
+    dates = training.xpath(".//td[@class='dated-date']")
+    assert [d.text for d in dates] == ["9 Sept", "11 Sept"]
+    assert texts(training, ".//td[@class='dated-date']/span[@class='level']") == [
+        "Level 1",
+        "Level 2",
+    ]
+    assert texts(training, ".//td[@class='dated-what']") == [
+        "Introduction to safeguarding",
+        "Neglect",
+    ]
 
 
 def test_a_list_without_leading_dates_stays_a_list(make_edition):
@@ -384,3 +392,69 @@ def test_mjml_error_names_the_template(make_edition):
     error = raises_input_error(root)
     assert error.path == template
     assert "MJML" in error.message
+
+
+def test_profile_without_a_photo_is_a_single_column(make_edition):
+    root = make_edition({"01-p.md": "---\ntitle: Meet Jo\nkind: profile\n---\nJo joined.\n"})
+    doc = parse(render_edition(load_edition(root)).preview().html)
+    assert not doc.xpath("//img")
+    columns = doc.xpath(
+        "//div[contains(@class,'section-profile')]//div[contains(@class,'mj-column')]"
+    )
+    assert [c.get("class").split()[1] for c in columns] == ["mj-column-per-100"] * 2
+
+
+def test_rendering_never_opens_a_network_connection(make_edition, monkeypatch):
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the build tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    root = make_edition(ALL_KINDS)
+    assert "Scam warning" in render_edition(load_edition(root), SETTINGS).preview().html
+
+
+# --- the example edition is a good example ---------------------------------------------
+
+
+def test_example_edition_uses_every_kind(example):
+    assert {s.kind for s in example.edition.sections} == {
+        "article",
+        "profile",
+        "alert",
+        "events",
+        "training",
+        "callout",
+    }
+
+
+def test_example_links_say_where_they_go(example_doc):
+    for link in example_doc.xpath("//a"):
+        label = " ".join(link.text_content().split()).lower()
+        assert label and label not in ("here", "click here", "read more", "link"), label
+        assert link.get("href") != "#"
+
+
+def test_example_recipients_have_a_dozen_subscribers_with_lists():
+    import csv
+
+    from tests.conftest import EXAMPLE_RECIPIENTS
+
+    with EXAMPLE_RECIPIENTS.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 12
+    assert list(rows[0]) == ["email", "name", "first_name", "organisation", "lists"]
+    assert all(r["email"].endswith(("@example.org", "@example.net")) for r in rows)
+    assert all("newsletter" in r["lists"].split(";") for r in rows)
+
+
+def test_templates_argument_wins_over_settings(make_edition, tmp_path):
+    root = make_edition()
+    override(tmp_path / "arg", "newsletter.mjml.j2", "FROMARG")
+    override(tmp_path / "env", "newsletter.mjml.j2", "FROMENV")
+    settings = Settings(templates_dir=tmp_path / "env")
+    html = render_edition(load_edition(root), settings, tmp_path / "arg").preview().html
+    assert "FROMARG" in html
+    assert "FROMENV" not in html

@@ -107,7 +107,7 @@ def test_date_led_items_read_date_then_event():
 
 def test_training_levels_read_as_words():
     assert text_of("- **9 Sept** Neglect *Level 2*\n", kind="training") == (
-        "- 9 Sept - Neglect Level 2"
+        "- 9 Sept - Neglect (Level 2)"
     )
 
 
@@ -138,4 +138,4 @@ def test_training_list_in_text_keeps_every_course_with_date_and_level(example_te
     courses = re.findall(r"^- .*(?:\n  .*)*", training, re.MULTILINE)
     assert len(courses) == 12
     assert courses[0].startswith("- Tue 9 Sept - Introduction to safeguarding children")
-    assert all(re.search(r"Level [123]$", " ".join(c.split())) for c in courses)
+    assert all(re.search(r"\(Level [123]\)$", " ".join(c.split())) for c in courses)
