@@ -47,7 +47,14 @@ from mailer.journal import (
     Journal,
     raise_changed,
 )
-from mailer.message import DkimSigner, build_message, envelope_address, recipient_context
+from mailer.message import (
+    DkimSigner,
+    EncodedParts,
+    EncodedTemplate,
+    build_message,
+    envelope_address,
+    recipient_context,
+)
 from mailer.recipients import ListScan, Recipient, iter_recipients, scan_recipients
 from mailer.render import RenderedEdition, render_edition
 from mailer.suppression import SuppressionList
@@ -285,10 +292,17 @@ class Composer:
         self.signer = DkimSigner.from_settings(plan.settings)
         edition = plan.rendered.edition
         self.sender = parseaddr(edition.from_addr or plan.settings.from_addr)[1]
+        self.text = EncodedTemplate.of(plan.rendered.text, html=False)
+        self.html = EncodedTemplate.of(plan.rendered.html, html=True)
 
     def build(self, recipient: Recipient, personalise_as: Recipient | None = None) -> bytes:
         context = recipient_context(personalise_as or recipient, self.settings)
-        parts = self.rendered.personalise(context)
+        values = self.rendered.merge_values(context)
+        parts = EncodedParts(
+            subject=self.rendered.subject_for(values),
+            text=self.text.fill(values),
+            html=self.html.fill(values),
+        )
         return build_message(
             parts,
             recipient,

@@ -79,11 +79,14 @@ class MergeTemplate:
         shared by the HTML, the text and the subject.
         """
         out = [self.chunks[0]]
-        for slot, chunk in zip(self.slots, self.chunks[1:], strict=True):
-            value = values[slot]
-            out.append(escape(value) if html else value)
+        for value, chunk in zip(self.slot_values(values, html=html), self.chunks[1:], strict=True):
+            out.append(value)
             out.append(chunk)
         return "".join(out)
+
+    def slot_values(self, values: list[str], *, html: bool) -> list[str]:
+        """The text that goes between each pair of chunks, escaped for HTML output."""
+        return [escape(values[slot]) if html else values[slot] for slot in self.slots]
 
 
 def variables(expressions: tuple[str, ...] | list[str]) -> set[str]:

@@ -76,13 +76,19 @@ class RenderedEdition:
         # Compiled once per rendered edition, then reused for every recipient.
         return evaluator(self.expressions)
 
+    def merge_values(self, context: Mapping[str, str]) -> list[str]:
+        """One recipient's value for each of ``expressions``, shared by every part."""
+        return self._evaluate(context)
+
+    def subject_for(self, values: list[str]) -> str:
+        # A merge value must never smuggle a line break into the Subject header.
+        return " ".join(self.subject.render(values, html=False).split())
+
     def personalise(self, context: Mapping[str, str]) -> Personalised:
         """One recipient's subject, HTML and text: evaluate merge fields once, then join."""
-        values = self._evaluate(context)
-        subject = self.subject.render(values, html=False)
+        values = self.merge_values(context)
         return Personalised(
-            # A merge value must never smuggle a line break into the Subject header.
-            subject=" ".join(subject.split()),
+            subject=self.subject_for(values),
             html=self.html.render(values, html=True),
             text=self.text.render(values, html=False),
         )
