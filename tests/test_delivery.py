@@ -239,3 +239,20 @@ def test_the_rate_limiter_spaces_sends_evenly():
     for _ in range(4):
         limiter.wait()
     assert slept == [0.5, 1.0, 1.5]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        b".starts with a dot\r\n\r\nbody\r\n",
+        b"Subject: x\r\n\r\n.\r\n..two\r\nlast line without CRLF",
+        b"Subject: x\r\n\r\nno dots at all\r\n",
+    ],
+)
+def test_dot_stuffing_delivers_lines_starting_with_a_dot_intact(smtp_sink, message):
+    sink = smtp_sink()
+    transport = SmtpTransport(settings_for(sink))
+    transport.send(SENDER, "jane@example.org", message)
+    transport.close()
+    expected = message if message.endswith(b"\r\n") else message + b"\r\n"
+    assert sink.received[0].data.replace(b"\r\n", b"\n") == expected.replace(b"\r\n", b"\n")
