@@ -10,6 +10,7 @@ byte or typo does not sink a list of thousands; only problems with a whole file
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -19,6 +20,11 @@ from types import MappingProxyType
 from typing import TextIO
 
 from email_validator import EmailNotValidError, validate_email
+from email_validator.rfc_constants import (
+    CASE_INSENSITIVE_MAILBOX_NAMES,
+    DOT_ATOM_TEXT,
+    EMAIL_MAX_LENGTH,
+)
 
 from mailer.errors import InputError
 
@@ -105,10 +111,48 @@ def normalise_address(raw: str) -> str:
         raise ValueError("no email address")
     if _CONTROL.search(address):
         raise ValueError("control characters in email")
+    quick = _plain_address(address)
+    if quick is not None:
+        return quick
     try:
         return validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise ValueError(f"invalid email address: {exc}") from None
+
+
+def _plain_address(address: str) -> str | None:
+    """The validator's answer for the common case, at a twentieth of the cost; None
+    for anything else, which then gets the full validation.
+
+    A list is read two or three times per send, and validating an address costs
+    ~0.1 ms, mostly in checking the domain character by character; a list has few
+    domains. So: a plain ASCII local part (the validator's own dot-atom pattern,
+    which it passes through unchanged), a domain validated once and remembered,
+    and the validator's length limits on the result.
+    """
+    local, _, domain = address.rpartition("@")
+    if not local.isascii() or not DOT_ATOM_TEXT.match(local):
+        return None
+    if local.lower() in CASE_INSENSITIVE_MAILBOX_NAMES:
+        return None
+    domains = _domain(domain)
+    if domains is None:
+        return None
+    normalised, ascii_domain = f"{local}@{domains[0]}", domains[1]
+    longest = max(
+        len(address.encode()), len(normalised.encode()), len(local) + 1 + len(ascii_domain)
+    )
+    return normalised if longest <= EMAIL_MAX_LENGTH else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _domain(domain: str) -> tuple[str, str] | None:
+    """A domain's normalised and ASCII forms, or None if the validator refuses it."""
+    try:
+        checked = validate_email(f"a@{domain}", check_deliverability=False)
+    except EmailNotValidError:
+        return None
+    return checked.domain, checked.ascii_domain
 
 
 def column_name(header: str) -> str:

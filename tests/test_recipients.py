@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from email_validator import EmailNotValidError, validate_email
 
 from mailer.errors import InputError
-from mailer.recipients import Recipient, iter_recipients, scan_recipients
+from mailer.recipients import Recipient, iter_recipients, normalise_address, scan_recipients
 
 
 def write(path: Path, text: str | bytes) -> Path:
@@ -282,3 +283,50 @@ def test_a_file_that_is_not_csv_at_all_is_an_input_error_with_its_line(csv_file)
     with pytest.raises(InputError, match="not readable as CSV") as error:
         scan_recipients([path])
     assert error.value.line == 2
+
+
+TRICKY_ADDRESSES = [
+    "reader1@example.org",
+    "Reader.One+tag@Example.ORG",
+    "Postmaster@example.org",
+    "ABUSE@example.org",
+    "a..b@example.org",
+    ".a@example.org",
+    "a.@example.org",
+    "a@b@example.org",
+    '"quoted local"@example.org',
+    '"plain"@example.org',
+    "Name <a@example.org>",
+    "a@exa_mple.org",
+    "a@example",
+    "a@localhost",
+    "a@x.test",
+    "a@123.45",
+    "a@[192.0.2.1]",
+    "a@-example.org",
+    "a@xn--bcher-kva.example",
+    "a@bücher.example",
+    "zoë@example.org",
+    "a@" + "x" * 64 + ".org",
+    "x" * 64 + "@example.org",
+    "x" * 65 + "@example.org",
+    "x" * 240 + "@example.org",
+    "x" * 242 + "@example.org",
+    "x" * 230 + "@" + "ü" * 10 + ".example",
+    "!#$%&'*+-/=?^_`{|}~@example.org",
+    "a@example.org.",
+    "@example.org",
+    "a@",
+]
+
+
+@pytest.mark.parametrize("address", TRICKY_ADDRESSES)
+def test_fast_address_check_agrees_with_the_validator(address):
+    try:
+        expected = validate_email(address, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        with pytest.raises(ValueError, match="invalid email address") as raised:
+            normalise_address(address)
+        assert str(exc) in str(raised.value)
+    else:
+        assert normalise_address(address) == expected
