@@ -71,6 +71,10 @@ POLICY_UTF8 = SMTPUTF8.clone(refold_source="none")
 # that str.splitlines() also treats as line breaks.
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
+# dot-atom@dot-atom in ASCII: what the stdlib's address parser certainly accepts and
+# writes back unchanged; parsing costs ~0.1 ms, twice for every message.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 _LIST_ID_PHRASE_DROP = re.compile(r'[<>"\\]')
 _TOKEN_CONTEXT = b"mailer-unsubscribe-v1\x00"
 TEST_PREFIX = "[TEST] "
@@ -114,12 +118,15 @@ def mailbox(name: str, addr: str, what: str, **where: object) -> Address:
     if not at or not local or not domain:
         raise InputError(f"{what} is not an email address: {addr!r}", **where)
     domain = ascii_domain(domain, what)
-    try:
-        # The stdlib parser rejects any non-ASCII local part, so check the syntax with
-        # a stand-in letter for each non-ASCII one (RFC 6532 allows them in atoms).
-        Address(addr_spec=f"{_NON_ASCII.sub('x', local)}@{domain}")
-    except (ValueError, IndexError) as exc:
-        raise InputError(f"{what} is not a valid email address {addr!r}: {exc}", **where) from None
+    if not _PLAIN_ADDRESS.fullmatch(f"{local}@{domain}"):  # plain ones need no parse
+        try:
+            # The stdlib parser rejects any non-ASCII local part, so check the syntax
+            # with a stand-in letter for each non-ASCII one (RFC 6532 allows them).
+            Address(addr_spec=f"{_NON_ASCII.sub('x', local)}@{domain}")
+        except (ValueError, IndexError) as exc:
+            raise InputError(
+                f"{what} is not a valid email address {addr!r}: {exc}", **where
+            ) from None
     return Address(display_name=name, username=local, domain=domain)
 
 
@@ -192,7 +199,14 @@ def unsubscribe_url(settings: Settings, email: str) -> str | None:
             "MAILER_UNSUBSCRIBE_URL is set but MAILER_SECRET is not",
             hint="set MAILER_SECRET to a long random string so unsubscribe links can be signed",
         )
-    query = urlencode({"email": email, "token": unsubscribe_token(settings.secret, email)})
+    return _signed_url(base, settings.secret, email)
+
+
+@lru_cache(maxsize=8)
+def _signed_url(base: SplitResult, secret: str, email: str) -> str:
+    """Cached for the few messages in progress: each needs its link twice (the footer
+    and the List-Unsubscribe header)."""
+    query = urlencode({"email": email, "token": unsubscribe_token(secret, email)})
     return urlunsplit(base._replace(query=f"{base.query}&{query}" if base.query else query))
 
 
@@ -301,14 +315,14 @@ def build_message(
     if isinstance(parts, EncodedParts):
         text, html = parts.text, parts.html
     else:
-        text, html = quoted_printable(parts.text), quoted_printable(parts.html)
+        text, html = (quoted_printable(parts.text),), (quoted_printable(parts.html),)
     wire = b"".join(
         (
             head.encode("utf-8" if policy is POLICY_UTF8 else "ascii"),
             _part_head("plain"),
-            text,
+            *text,
             _part_head("html"),
-            html,
+            *html,
             _CLOSE,
         )
     )
@@ -383,8 +397,8 @@ class EncodedParts:
     :class:`EncodedTemplate`); :func:`build_message` takes these or :class:`Personalised`."""
 
     subject: str
-    text: bytes
-    html: bytes
+    text: tuple[bytes, ...]  # pieces, joined once with the rest of the message
+    html: tuple[bytes, ...]
 
 
 @dataclass(frozen=True)
@@ -407,12 +421,12 @@ class EncodedTemplate:
         )
         return cls(template, html, chunks)
 
-    def fill(self, values: list[str]) -> bytes:
-        """The body for one recipient's merge ``values``: decodes to exactly what
-        ``template.render(values)`` gives."""
+    def fill(self, values: list[str]) -> tuple[bytes, ...]:
+        """The body for one recipient's merge ``values``, in pieces to join: decodes
+        to exactly what ``template.render(values)`` gives."""
         out = [self.chunks[0]]
         pieces = self.template.slot_values(values, html=self.html)
         for piece, chunk in zip(pieces, self.chunks[1:], strict=True):
             out.append(quoted_printable(piece, more=True))
             out.append(chunk)
-        return b"".join(out)
+        return tuple(out)
