@@ -437,6 +437,34 @@ class Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+class SentMarks:
+    """One connection's journal marks, with its last ``sent`` mark held back to be
+    committed together with the next message's ``sending`` mark: one commit, and so
+    one fsync, a message instead of two (see :meth:`Journal.mark_sending`).
+
+    A held mark is recorded on its own whenever the connection would otherwise
+    wait (for the next message, a rate limit, the end), so it is never held long.
+    """
+
+    def __init__(self, journal: Journal, slug: str) -> None:
+        self.journal = journal
+        self.slug = slug
+        self.held: tuple[str, str] | None = None
+
+    def sending(self, recipient: Recipient) -> None:
+        held, self.held = self.held, None
+        self.journal.mark_sending(self.slug, recipient.key, recipient.email, sent=held)
+
+    def hold(self, recipient: Recipient, reply: str) -> None:
+        self.record()
+        self.held = (recipient.key, reply)
+
+    def record(self) -> None:
+        if self.held is not None:
+            held, self.held = self.held, None
+            self.journal.mark_sent(self.slug, *held)
+
+
 class Campaign:
     """The real send: journal, lock, suppression of bounces, threads, pauses."""
 
@@ -579,31 +607,47 @@ class Campaign:
             timeout=self.options.timeout,
         )
         suppression = SuppressionList(self.plan.state_path)
+        marks = SentMarks(self.journal, self.slug)
         try:
-            while (job := work.get()) is not None:
+            while (job := self.next_job(work, marks)) is not None:
                 try:
                     if not self.stop.is_set():
-                        self.send_one(transport, suppression, *job)
+                        self.send_one(transport, suppression, marks, *job)
                 except BaseException as exc:
                     self.error = self.error or exc
                     self.stop.set()
                 finally:
                     work.task_done()
             work.task_done()
+            marks.record()
+        except BaseException as exc:
+            self.error = self.error or exc
+            self.stop.set()
         finally:
             transport.close()
             suppression.close()
             self.journal.close()
 
+    @staticmethod
+    def next_job(work: queue.Queue[Job | None], marks: SentMarks) -> Job | None:
+        """The next message; a held ``sent`` mark is recorded before any wait for one."""
+        try:
+            return work.get_nowait()
+        except queue.Empty:
+            marks.record()
+            return work.get()
+
     def send_one(
         self,
         transport: SmtpTransport,
         suppression: SuppressionList,
+        marks: SentMarks,
         recipient: Recipient,
         message: bytes,
     ) -> None:
         journal, slug = self.journal, self.slug
         if self.limiter:
+            marks.record()
             self.limiter.wait()
         try:
             reply = deliver(
@@ -612,21 +656,21 @@ class Campaign:
                 envelope_address(recipient.email),
                 message,
                 policy=self.options.retry,
-                before_attempt=lambda attempt: journal.mark_sending(
-                    slug, recipient.key, recipient.email
-                ),
+                before_attempt=lambda attempt: marks.sending(recipient),
                 on_retry=lambda n, exc, delay: self.note_retry(recipient, n, exc, delay),
                 sleep=self.stop.wait,
             )
         except RecipientRejected as exc:
+            marks.record()
             journal.mark_failed(slug, recipient.key, str(exc), bounced=True)
             suppression.add([recipient.email], reason="bounced")
             self.count_failure(recipient, str(exc), bounced=True)
         except DeliveryError as exc:
+            marks.record()
             journal.mark_failed(slug, recipient.key, str(exc))
             self.count_failure(recipient, str(exc), bounced=False)
         else:
-            journal.mark_sent(slug, recipient.key, reply)
+            marks.hold(recipient, reply)
             with self.tally.lock:
                 self.tally.sent += 1
                 self.tally.streak.clear()

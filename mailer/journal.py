@@ -233,17 +233,37 @@ class Journal:
         )
         return row[0] if row else None
 
-    def mark_sending(self, slug: str, key: str, email: str) -> None:
-        """Committed before DATA: from here until ``mark_sent`` the message is in flight."""
+    def mark_sending(
+        self, slug: str, key: str, email: str, *, sent: tuple[str, str] | None = None
+    ) -> None:
+        """Committed before DATA: from here until ``mark_sent`` the message is in flight.
+
+        ``sent`` is ``(key, reply)`` of the message this connection sent just before,
+        whose ``sent`` mark was held back to ride in this same transaction: one
+        commit (one fsync) a message instead of two. Until then that row reads
+        ``sending``, so a connection still has at most one uncertain row.
+        """
         stamp = now()
-        self._db().execute(
-            "INSERT INTO deliveries"
-            " (edition, key, email, status, attempts, created_at, updated_at)"
-            " VALUES (?, ?, ?, 'sending', 1, ?, ?)"
-            " ON CONFLICT (edition, key) DO UPDATE SET"
-            " status = 'sending', attempts = attempts + 1, updated_at = excluded.updated_at",
-            (slug, key, email, stamp, stamp),
-        )
+        db = self._db()
+        if sent is not None:
+            db.execute("BEGIN IMMEDIATE")
+        try:
+            if sent is not None:
+                self._set_sent(db, slug, *sent, stamp)
+            db.execute(
+                "INSERT INTO deliveries"
+                " (edition, key, email, status, attempts, created_at, updated_at)"
+                " VALUES (?, ?, ?, 'sending', 1, ?, ?)"
+                " ON CONFLICT (edition, key) DO UPDATE SET"
+                " status = 'sending', attempts = attempts + 1, updated_at = excluded.updated_at",
+                (slug, key, email, stamp, stamp),
+            )
+            if sent is not None:
+                db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def note_retry(self, slug: str, key: str, reply: str) -> None:
         """A temporary failure: still ``sending`` (about to try again, which counts the
@@ -255,17 +275,20 @@ class Journal:
 
     def mark_sent(self, slug: str, key: str, reply: str) -> None:
         """Committed without waiting for the disk: see the module docstring for why."""
-        stamp = now()
         db = self._db()
         db.execute(f"PRAGMA synchronous={self.sent_sync}")
         try:
-            db.execute(
-                "UPDATE deliveries SET status = 'sent', reply = ?, updated_at = ?, sent_at = ?"
-                " WHERE edition = ? AND key = ?",
-                (reply, stamp, stamp, slug, key),
-            )
+            self._set_sent(db, slug, key, reply, now())
         finally:
             db.execute("PRAGMA synchronous=FULL")
+
+    @staticmethod
+    def _set_sent(db: sqlite3.Connection, slug: str, key: str, reply: str, stamp: str) -> None:
+        db.execute(
+            "UPDATE deliveries SET status = 'sent', reply = ?, updated_at = ?, sent_at = ?"
+            " WHERE edition = ? AND key = ?",
+            (reply, stamp, stamp, slug, key),
+        )
 
     def mark_failed(self, slug: str, key: str, reply: str, *, bounced: bool = False) -> None:
         self._db().execute(

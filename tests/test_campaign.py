@@ -82,6 +82,25 @@ def test_sending_is_committed_before_data_and_sent_only_after_the_server_accepte
     assert report.counts["sent"] == 3 and report.finished_at
 
 
+def test_at_each_data_the_message_in_flight_is_the_only_uncertain_row(
+    smtp_sink, edition, state, tmp_path
+):
+    # The previous message's sent mark rides in the next one's sending commit, so
+    # when the server sees DATA everything before it is already recorded as sent.
+    sink = smtp_sink()
+    seen: list[tuple[int, int]] = []
+
+    def look(recipient: str) -> None:
+        with sqlite3.connect(state) as db:
+            counts = dict(db.execute("SELECT status, count(*) FROM deliveries GROUP BY status"))
+            seen.append((counts.get("sending", 0), counts.get("sent", 0)))
+
+    sink.handler.on_data = look
+    send(edition, [write_list(tmp_path / "list.csv", addresses(5))], sink_settings(sink, state))
+    assert seen == [(1, n) for n in range(5)]
+    assert edition_status(edition, sink_settings(sink, state)).counts["sent"] == 5
+
+
 def test_a_rerun_of_a_finished_edition_sends_nothing(smtp_sink, edition, state, tmp_path):
     sink = smtp_sink()
     lists = [write_list(tmp_path / "list.csv", addresses(3))]

@@ -150,3 +150,12 @@ def test_the_lock_dies_with_a_killed_process(tmp_path):
         holder.kill()
         holder.wait(timeout=10)
     EditionLock(state, SLUG).probe()
+
+
+def test_the_previous_sent_mark_can_ride_in_the_next_sending_commit(journal):
+    journal.begin(SLUG, "hash")
+    journal.mark_sending(SLUG, "a@example.org", "a@example.org")
+    journal.mark_sending(SLUG, "b@example.org", "b@example.org", sent=("a@example.org", "250 ok"))
+    counts = journal.counts(SLUG)
+    assert counts["sent"] == 1 and counts["sending"] == 1
+    assert [row.email for row in journal.rows(SLUG, ("sending",))] == ["b@example.org"]
