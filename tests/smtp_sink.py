@@ -53,8 +53,9 @@ class Received:
 
 
 class Handler:
-    def __init__(self, faults: Faults) -> None:
+    def __init__(self, faults: Faults, pipelining: bool = True) -> None:
         self.faults = faults
+        self.pipelining = pipelining
         self.received: list[Received] = []
         self.lock = threading.Lock()
         self.seen_rcpt: Counter[str] = Counter()
@@ -67,6 +68,8 @@ class Handler:
         session.host_name = hostname
         with self.lock:
             self.connections += 1
+        if self.pipelining:  # aiosmtpd reads pipelined commands fine but does not say so
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
         return responses
 
     async def handle_MAIL(self, server: SMTP, session, envelope: Envelope, address, options):
@@ -135,9 +138,10 @@ class Sink:
         auth: tuple[str, str] | None = None,
         starttls: bool = False,
         implicit_tls: bool = False,
+        pipelining: bool = True,
     ) -> None:
         self.faults = faults or Faults()
-        self.handler = Handler(self.faults)
+        self.handler = Handler(self.faults, pipelining)
         self.host = "127.0.0.1"
         self.port = free_port()
         self.cert_file: Path | None = None

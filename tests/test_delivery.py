@@ -256,3 +256,42 @@ def test_dot_stuffing_delivers_lines_starting_with_a_dot_intact(smtp_sink, messa
     transport.close()
     expected = message if message.endswith(b"\r\n") else message + b"\r\n"
     assert sink.received[0].data.replace(b"\r\n", b"\n") == expected.replace(b"\r\n", b"\n")
+
+
+def test_without_pipelining_the_envelope_goes_one_command_at_a_time(smtp_sink):
+    sink = smtp_sink(
+        Faults(tempfail_once={"grey@example.org"}, reject_domains={"gone.example.net"}),
+        pipelining=False,
+    )
+    transport = SmtpTransport(settings_for(sink))
+    attempts: list[int] = []
+    reply = deliver(
+        transport,
+        SENDER,
+        "grey@example.org",
+        message_for("grey@example.org"),
+        policy=NO_WAIT,
+        before_attempt=attempts.append,
+        on_retry=lambda n, exc, delay: None,
+    )
+    with pytest.raises(RecipientRejected):
+        send_all(transport, ["old@gone.example.net"])
+    send_all(transport, ["jane@example.org"])
+    transport.close()
+    assert reply.startswith("250") and attempts == [1, 2]
+    assert sink.count_by_recipient() == {"grey@example.org": 1, "jane@example.org": 1}
+
+
+def test_a_failing_hook_before_data_hangs_up_and_sends_nothing(smtp_sink):
+    sink = smtp_sink()
+    transport = SmtpTransport(settings_for(sink))
+
+    def disk_full() -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        transport.send(SENDER, "jane@example.org", message_for("jane@example.org"), disk_full)
+    send_all(transport, ["next@example.org"])
+    transport.close()
+    assert sink.count_by_recipient() == {"next@example.org": 1}
+    assert sink.handler.connections == 2
