@@ -449,7 +449,7 @@ class SentMarks:
     def __init__(self, journal: Journal, slug: str) -> None:
         self.journal = journal
         self.slug = slug
-        self.held: tuple[str, str] | None = None
+        self.held: tuple[str, str, str] | None = None  # key, email, reply
 
     def sending(self, recipient: Recipient) -> None:
         held, self.held = self.held, None
@@ -457,12 +457,12 @@ class SentMarks:
 
     def hold(self, recipient: Recipient, reply: str) -> None:
         self.record()
-        self.held = (recipient.key, reply)
+        self.held = (recipient.key, recipient.email, reply)
 
     def record(self) -> None:
         if self.held is not None:
-            held, self.held = self.held, None
-            self.journal.mark_sent(self.slug, *held)
+            (key, _, reply), self.held = self.held, None
+            self.journal.mark_sent(self.slug, key, reply)
 
 
 class Campaign:

@@ -2,7 +2,7 @@
 
 Every recipient of an edition has one row, keyed by ``(edition, recipient key)``,
 that moves ``pending -> sending -> sent`` (or ``failed`` / ``bounced``). Each move is
-its own committed transaction, and the order is what makes a killed send safe:
+committed, and the order is what makes a killed send safe:
 
 * ``sending`` is committed *before* the message's DATA goes to the server;
 * ``sent`` is committed only *after* the server answered 250 to that DATA.
@@ -15,14 +15,15 @@ automatically (see "Delivery guarantees" in the README): ``mailer send
 
 Durability: the state file is opened in WAL mode with ``synchronous=FULL`` (see
 :func:`mailer.state.connect`), so the ``sending`` mark is fsynced before DATA: even a
-power cut cannot lose it and have the message sent again on rerun. The ``sent`` mark
-is committed with ``synchronous=NORMAL``: it is written to the WAL at once (so it
-survives ``kill -9``; the OS has it), and fsynced by the next message's ``sending``
-commit. If a power cut loses it, the row reads ``sending`` -- uncertain, reported,
-never silently resent -- so nothing is mailed twice. That halves the fsyncs per
-message; ``bench/send.py`` measures FULL for both marks, this mix, and NORMAL for
-both (NORMAL for ``sending`` would be faster still but could mail people twice after
-a power cut, which is the one thing the journal exists to prevent).
+power cut cannot lose it and have the message sent again on rerun. A connection's
+``sent`` mark is held back and written in the same statement as its next message's
+``sending`` mark (so it is fsynced too), which makes one commit and one fsync a
+message; until then the row reads ``sending``, so at most one row per connection is
+uncertain, as before. When a connection has no next message to go on with, the held
+mark is committed on its own with ``synchronous=NORMAL``: written to the WAL at once
+(it survives ``kill -9``) and fsynced by the next commit; if a power cut loses it
+the row reads ``sending`` -- uncertain, reported, never silently resent.
+``bench/send.py`` measures the journal's cost per message.
 
 Threads: SQLite connections must not be shared between threads, so each thread
 that touches the journal gets its own connection (``threading.local``); a
@@ -234,36 +235,31 @@ class Journal:
         return row[0] if row else None
 
     def mark_sending(
-        self, slug: str, key: str, email: str, *, sent: tuple[str, str] | None = None
+        self, slug: str, key: str, email: str, *, sent: tuple[str, str, str] | None = None
     ) -> None:
         """Committed before DATA: from here until ``mark_sent`` the message is in flight.
 
-        ``sent`` is ``(key, reply)`` of the message this connection sent just before,
-        whose ``sent`` mark was held back to ride in this same transaction: one
-        commit (one fsync) a message instead of two. Until then that row reads
-        ``sending``, so a connection still has at most one uncertain row.
+        ``sent`` is ``(key, email, reply)`` of the message this connection sent just
+        before, whose ``sent`` mark was held back to ride in this same statement:
+        one commit (one fsync) a message instead of two. Until then that row reads
+        ``sending``, so a connection still has at most one uncertain row. One
+        statement, not a transaction of several, because each statement is a wait
+        for the GIL in a sending thread.
         """
         stamp = now()
-        db = self._db()
+        rows: tuple[object, ...] = (slug, key, email, "sending", 1, None, stamp, stamp, None)
         if sent is not None:
-            db.execute("BEGIN IMMEDIATE")
-        try:
-            if sent is not None:
-                self._set_sent(db, slug, *sent, stamp)
-            db.execute(
-                "INSERT INTO deliveries"
-                " (edition, key, email, status, attempts, created_at, updated_at)"
-                " VALUES (?, ?, ?, 'sending', 1, ?, ?)"
-                " ON CONFLICT (edition, key) DO UPDATE SET"
-                " status = 'sending', attempts = attempts + 1, updated_at = excluded.updated_at",
-                (slug, key, email, stamp, stamp),
-            )
-            if sent is not None:
-                db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+            rows += (slug, *sent[:2], "sent", 0, sent[2], stamp, stamp, stamp)
+        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * (len(rows) // 9))
+        self._db().execute(
+            "INSERT INTO deliveries (edition, key, email, status, attempts, reply,"
+            f" created_at, updated_at, sent_at) VALUES {values}"
+            " ON CONFLICT (edition, key) DO UPDATE SET status = excluded.status,"
+            " attempts = attempts + excluded.attempts,"
+            " reply = coalesce(excluded.reply, reply), updated_at = excluded.updated_at,"
+            " sent_at = coalesce(excluded.sent_at, sent_at)",
+            rows,
+        )
 
     def note_retry(self, slug: str, key: str, reply: str) -> None:
         """A temporary failure: still ``sending`` (about to try again, which counts the

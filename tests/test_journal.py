@@ -155,7 +155,18 @@ def test_the_lock_dies_with_a_killed_process(tmp_path):
 def test_the_previous_sent_mark_can_ride_in_the_next_sending_commit(journal):
     journal.begin(SLUG, "hash")
     journal.mark_sending(SLUG, "a@example.org", "a@example.org")
-    journal.mark_sending(SLUG, "b@example.org", "b@example.org", sent=("a@example.org", "250 ok"))
+    journal.note_retry(SLUG, "a@example.org", "451 try later")
+    journal.mark_sending(SLUG, "a@example.org", "a@example.org")
+    journal.mark_sending(
+        SLUG, "b@example.org", "b@example.org", sent=("a@example.org", "a@example.org", "250 ok")
+    )
     counts = journal.counts(SLUG)
     assert counts["sent"] == 1 and counts["sending"] == 1
     assert [row.email for row in journal.rows(SLUG, ("sending",))] == ["b@example.org"]
+    db = journal._db()
+    first = db.execute("SELECT * FROM deliveries WHERE key = 'a@example.org'").fetchone()
+    second = db.execute("SELECT * FROM deliveries WHERE key = 'b@example.org'").fetchone()
+    assert (first["status"], first["attempts"], first["reply"]) == ("sent", 2, "250 ok")
+    assert first["sent_at"] is not None
+    assert (second["status"], second["attempts"], second["reply"]) == ("sending", 1, None)
+    assert second["sent_at"] is None
