@@ -11,7 +11,7 @@ import datetime as dt
 import os
 import shlex
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -20,8 +20,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
-from mailer.edition import EDITION_FILE
-from mailer.errors import InputError
+from mailer.campaign import (
+    Reporter,
+    SendOptions,
+    SendSummary,
+    edition_status,
+    prepare_send,
+    run_send,
+)
+from mailer.config import Settings
+from mailer.edition import EDITION_FILE, Edition, load_edition
+from mailer.errors import ExitCode, InputError, MailerError, SendInProgress
 
 DEFAULT_MAX_LATE = dt.timedelta(hours=24)
 AT_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
@@ -204,3 +213,95 @@ def parse_duration(text: str) -> dt.timedelta:
         raise InputError(
             f"cannot read the duration {text!r}", hint="write it like 24h, 90m or 2d"
         ) from None
+
+
+# --- the cron entry point ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DueOutcome:
+    """What ``mailer due`` did with one edition, and whether that needs a person."""
+
+    edition: str
+    action: str  # an Action value, or "error" / "busy" / "blocked"
+    message: str
+    ok: bool
+    summary: SendSummary | None = None
+
+
+def edition_progress(edition: Edition, settings: Settings) -> Progress:
+    """Where an edition stands, from edition.toml and the journal."""
+    status = edition_status(edition.root, settings)
+    if status.started_at is None:
+        return Progress.SCHEDULED if edition.send_at else Progress.DRAFT
+    if status.finished_at is None:
+        return Progress.SENDING
+    failed = status.counts.get("failed", 0) + status.counts.get("bounced", 0)
+    return Progress.FAILED if failed else Progress.SENT
+
+
+def run_due(
+    issues_root: Path,
+    recipients: Sequence[Path],
+    settings: Settings,
+    options: SendOptions,
+    reporter: Reporter,
+    now: dt.datetime,
+    max_late: dt.timedelta = DEFAULT_MAX_LATE,
+) -> list[DueOutcome]:
+    """Send every edition whose time has come; never prompt, never send over check errors.
+
+    One bad edition does not stop the others: each gets its own outcome, and the
+    caller exits non-zero if any needs a person.
+    """
+    outcomes = []
+    for edition_dir in edition_dirs(issues_root):
+        try:
+            outcome = _due_one(edition_dir, recipients, settings, options, reporter, now, max_late)
+        except MailerError as exc:
+            outcome = DueOutcome(edition_dir.name, "error", str(exc), ok=False)
+        if outcome.action != Action.DONE or not outcome.ok:
+            reporter.log(f"{outcome.edition}: {outcome.action}: {outcome.message}")
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _due_one(
+    edition_dir: Path,
+    recipients: Sequence[Path],
+    settings: Settings,
+    options: SendOptions,
+    reporter: Reporter,
+    now: dt.datetime,
+    max_late: dt.timedelta,
+) -> DueOutcome:
+    edition = load_edition(edition_dir)
+    decision = decide(edition.send_at, edition_progress(edition, settings), now, max_late)
+    if decision.action is not Action.SEND:
+        ok = decision.action is not Action.TOO_LATE
+        return DueOutcome(edition.slug, decision.action, decision.reason, ok=ok)
+    reporter.log(f"{edition.slug}: {decision.reason}")
+    try:
+        plan = prepare_send(edition_dir, recipients, settings, options)
+        if plan.blocked_by_checks:
+            first = "; ".join(problem.message for problem in plan.checks.errors[:3])
+            return DueOutcome(
+                edition.slug,
+                "blocked",
+                f"not sent: {len(plan.checks.errors)} check error(s): {first}; "
+                "run 'mailer check' and fix them",
+                ok=False,
+            )
+        if plan.nothing_to_send:
+            message = "nothing left to send" + (
+                f"; {plan.uncertain} uncertain message(s): see 'mailer status'"
+                if plan.uncertain
+                else ""
+            )
+            return DueOutcome(edition.slug, Action.DONE, message, ok=not plan.uncertain)
+        summary = run_send(plan, reporter)
+    except SendInProgress:
+        return DueOutcome(edition.slug, "busy", "another mailer is sending it", ok=True)
+    message = f"{summary.sent} sent, {summary.failed} failed, {summary.bounced} bounced"
+    ok = summary.exit_code == ExitCode.OK
+    return DueOutcome(edition.slug, Action.SEND, message, ok=ok, summary=summary)
