@@ -309,15 +309,20 @@ def to_header(policy: EmailPolicy, to: Address) -> str:
     differs for every recipient, so it is never cached); others are RFC 2047-encoded."""
     if to.display_name.isascii() and to.addr_spec.isascii() and len(str(to)) < 70:
         return formataddr((to.display_name, to.addr_spec))
-    return policy.header_factory("To", str(to)).fold(policy=policy)[4:].removesuffix("\r\n")
+    return fold(policy, "To", str(to))
 
 
-@lru_cache(maxsize=64)
-def folded(policy: EmailPolicy, name: str, value: str) -> str:
-    """A header value folded (and RFC 2047-encoded) once and reused: From, Reply-To,
-    List-Id and usually Subject are the same for every recipient of an edition."""
+def fold(policy: EmailPolicy, name: str, value: str) -> str:
+    """A header value folded, and RFC 2047-encoded where not ASCII, by the stdlib."""
     line = policy.header_factory(name, value).fold(policy=policy)
-    return line[len(name) + 2 :].removesuffix(policy.linesep)
+    # The stdlib may fold straight after the colon ("Subject:\r\n Summer ..."); keep
+    # the first words on the header's own line instead of starting with a bare fold.
+    return line[len(name) + 1 :].removesuffix(policy.linesep).removeprefix(policy.linesep).strip()
+
+
+# From, Reply-To, List-Id and usually Subject are the same for every recipient of an
+# edition: fold each once.
+folded = lru_cache(maxsize=64)(fold)
 
 
 def _text_part(content: str, subtype: str) -> bytes:
