@@ -199,6 +199,12 @@ def test_long_headers_fold_with_crlf_and_round_trip(subject, name):
     assert message["To"].addresses[0].display_name == name
 
 
+def test_a_long_non_ascii_sender_name_round_trips():
+    name = " ".join(["Partneriaeth Diogelu Plant Gogledd Cymru"] * 3) + " — Bwrdd"
+    wire = build(settings_=settings(from_addr=f"{name} <news@example.org>"))
+    assert parse(wire)["From"].addresses[0].display_name == name
+
+
 def test_wire_uses_crlf_line_endings_only():
     wire = build(content=parts(text="one\ntwo\r\nthree\n", html="<p>\nx\n</p>"))
     assert b"\r\n" in wire
