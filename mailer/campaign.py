@@ -287,7 +287,14 @@ class Composer:
         self.sender = parseaddr(edition.from_addr or plan.settings.from_addr)[1]
 
     def build(self, recipient: Recipient, personalise_as: Recipient | None = None) -> bytes:
-        context = recipient_context(personalise_as or recipient, self.settings)
+        """``personalise_as`` fills the merge fields of a test send; the unsubscribe link
+        stays the test address's own, so clicking it in a proof unsubscribes nobody else."""
+        context = recipient_context(recipient, self.settings)
+        if personalise_as is not None:
+            context = {
+                **recipient_context(personalise_as, self.settings),
+                **{"unsubscribe_url": context["unsubscribe_url"]},
+            }
         parts = self.rendered.personalise(context)
         return build_message(
             parts,
