@@ -47,6 +47,7 @@ from mailer.journal import (
     Journal,
     raise_changed,
 )
+from mailer.merge import variables
 from mailer.message import DkimSigner, build_message, envelope_address, recipient_context
 from mailer.recipients import ListScan, Recipient, iter_recipients, scan_recipients
 from mailer.render import RenderedEdition, render_edition
@@ -128,6 +129,13 @@ class SendPlan:
     @property
     def slug(self) -> str:
         return self.rendered.edition.slug
+
+    @property
+    def unknown_fields(self) -> list[str]:
+        """Merge fields that no column of the list fills: they come out empty (or as their
+        default), usually a misspelling worth seeing before thousands of people do."""
+        known = self.scan.columns | {"email", "name", "first_name", "unsubscribe_url"}
+        return sorted(variables(self.rendered.expressions) - known)
 
     @property
     def subject(self) -> str:

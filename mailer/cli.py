@@ -131,6 +131,16 @@ RecipientsOption = Annotated[
     list[Path],
     typer.Option("--recipients", "-r", help="Subscriber CSV file; repeat for several."),
 ]
+BatchSizeOption = Annotated[int, typer.Option("--batch-size", help="Messages per batch.")]
+BatchPauseOption = Annotated[
+    float, typer.Option("--batch-pause", help="Seconds to wait between batches.")
+]
+RateOption = Annotated[
+    float | None, typer.Option("--rate", help="At most this many messages a minute.")
+]
+ConcurrencyOption = Annotated[
+    int, typer.Option("--concurrency", help="SMTP connections used at once.")
+]
 PersonaliseOption = Annotated[
     list[Path] | None,
     typer.Option(
@@ -360,19 +370,13 @@ def send(
         str | None,
         typer.Option("--test-as", help="With --test-to: personalise as this subscriber."),
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Messages per batch.")] = 50,
-    batch_pause: Annotated[
-        float, typer.Option("--batch-pause", help="Seconds to wait between batches.")
-    ] = 0.0,
-    rate: Annotated[
-        float | None, typer.Option("--rate", help="At most this many messages a minute.")
-    ] = None,
+    batch_size: BatchSizeOption = 50,
+    batch_pause: BatchPauseOption = 0.0,
+    rate: RateOption = None,
     limit: Annotated[
         int | None, typer.Option("--limit", help="Stop after sending this many.")
     ] = None,
-    concurrency: Annotated[
-        int, typer.Option("--concurrency", help="SMTP connections used at once.")
-    ] = 1,
+    concurrency: ConcurrencyOption = 1,
     retries: Annotated[
         int, typer.Option("--retries", help="Attempts per message on temporary failures.")
     ] = 3,
@@ -481,6 +485,11 @@ def show_plan(plan: SendPlan) -> None:
         )
     for problem in plan.checks.errors:
         console.print(f"  [red]check error[/] {escape(problem.message)}")
+    for name in plan.unknown_fields:
+        console.print(
+            f"  [yellow]warning[/] merge field {escape(repr(name))} is not a column of the "
+            "list: it will be empty, or its default"
+        )
 
 
 def nothing_to_send_message(plan: SendPlan) -> str:
@@ -804,16 +813,10 @@ def due_command(
             "--max-late", help="Do not send automatically when later than this (24h, 90m, 2d)."
         ),
     ] = "24h",
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Messages per batch.")] = 50,
-    batch_pause: Annotated[
-        float, typer.Option("--batch-pause", help="Seconds to wait between batches.")
-    ] = 0.0,
-    rate: Annotated[
-        float | None, typer.Option("--rate", help="At most this many messages a minute.")
-    ] = None,
-    concurrency: Annotated[
-        int, typer.Option("--concurrency", help="SMTP connections used at once.")
-    ] = 1,
+    batch_size: BatchSizeOption = 50,
+    batch_pause: BatchPauseOption = 0.0,
+    rate: RateOption = None,
+    concurrency: ConcurrencyOption = 1,
     env_file: EnvFileOption = None,
     state: StateOption = None,
 ) -> None:
