@@ -47,6 +47,7 @@ from mailer.journal import (
     Journal,
     raise_changed,
 )
+from mailer.merge import variables
 from mailer.message import (
     DkimSigner,
     EncodedParts,
@@ -135,6 +136,13 @@ class SendPlan:
     @property
     def slug(self) -> str:
         return self.rendered.edition.slug
+
+    @property
+    def unknown_fields(self) -> list[str]:
+        """Merge fields that no column of the list fills: they come out empty (or as their
+        default), usually a misspelling worth seeing before thousands of people do."""
+        known = self.scan.columns | {"email", "name", "first_name", "unsubscribe_url"}
+        return sorted(variables(self.rendered.expressions) - known)
 
     @property
     def subject(self) -> str:
@@ -296,7 +304,14 @@ class Composer:
         self.html = EncodedTemplate.of(plan.rendered.html, html=True)
 
     def build(self, recipient: Recipient, personalise_as: Recipient | None = None) -> bytes:
-        context = recipient_context(personalise_as or recipient, self.settings)
+        """``personalise_as`` fills the merge fields of a test send; the unsubscribe link
+        stays the test address's own, so clicking it in a proof unsubscribes nobody else."""
+        context = recipient_context(recipient, self.settings)
+        if personalise_as is not None:
+            context = {
+                **recipient_context(personalise_as, self.settings),
+                **{"unsubscribe_url": context["unsubscribe_url"]},
+            }
         values = self.rendered.merge_values(context)
         parts = EncodedParts(
             subject=self.rendered.subject_for(values),

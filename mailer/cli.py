@@ -7,7 +7,9 @@ in :class:`MailerGroup`, and nowhere else.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import shutil
 import sys
 import webbrowser
 from collections.abc import Callable, Iterator
@@ -26,11 +28,12 @@ from rich.table import Table
 from mailer import __version__
 from mailer.campaign import SendOptions, SendPlan, edition_status, prepare_send, run_send
 from mailer.checks import CheckReport, Problem, check_edition
-from mailer.config import load_settings
+from mailer.config import Settings, load_settings
 from mailer.delivery import RetryPolicy
 from mailer.edition import Edition, load_edition
 from mailer.errors import ExitCode, InputError, MailerError
-from mailer.recipients import ListScan, RowProblem, scan_recipients
+from mailer.message import recipient_context
+from mailer.recipients import ListScan, RowProblem, iter_recipients, scan_recipients
 from mailer.render import (
     SIZE_LIMIT,
     SIZE_WARN,
@@ -42,6 +45,17 @@ from mailer.render import (
 )
 from mailer.reporting import reporter_for
 from mailer.scaffold import scaffold_edition
+from mailer.schedule import (
+    crontab_line,
+    edition_dirs,
+    edition_progress,
+    format_at,
+    parse_at,
+    parse_duration,
+    run_due,
+    timezone,
+    write_send_at,
+)
 from mailer.suppression import SuppressionList, read_addresses
 
 err_console = Console(stderr=True, highlight=False)
@@ -88,14 +102,63 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
+# --- options shared by several commands ------------------------------------------------
+
+IssueDirArgument = Annotated[
+    Path,
+    typer.Argument(metavar="ISSUE_DIR", help="The edition folder, e.g. issues/2025-07-summer."),
+]
+EnvFileOption = Annotated[
+    Path | None,
+    typer.Option("--env-file", help="Read settings from this file (default: ./.env if present)."),
+]
+StateOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--state",
+        help="State file with the journal and suppression list (default: MAILER_STATE, "
+        "else .mailer/state.sqlite3 in the project folder).",
+    ),
+]
+TemplatesOption = Annotated[
+    Path | None,
+    typer.Option("--templates", help="Templates that override the built-in ones."),
+]
+FormatOption = Annotated[
+    OutputFormat, typer.Option("--format", help="table for people, json for scripts.")
+]
+RecipientsOption = Annotated[
+    list[Path],
+    typer.Option("--recipients", "-r", help="Subscriber CSV file; repeat for several."),
+]
+BatchSizeOption = Annotated[int, typer.Option("--batch-size", help="Messages per batch.")]
+BatchPauseOption = Annotated[
+    float, typer.Option("--batch-pause", help="Seconds to wait between batches.")
+]
+RateOption = Annotated[
+    float | None, typer.Option("--rate", help="At most this many messages a minute.")
+]
+ConcurrencyOption = Annotated[
+    int, typer.Option("--concurrency", help="SMTP connections used at once.")
+]
+PersonaliseOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--recipients", "-r", help="Fill merge fields as the first subscriber of this list."
+    ),
+]
+ListOption = Annotated[
+    str | None,
+    typer.Option("--list", help="Only subscribers whose 'lists' column names this list."),
+]
+
+
 # --- mailer check ---------------------------------------------------------------------
 
 
 @app.command("check")
 def check_command(
-    issue_dir: Annotated[
-        Path, typer.Argument(help="The edition folder, e.g. issues/2025-07-summer.")
-    ],
+    issue_dir: IssueDirArgument,
     offline: Annotated[
         bool, typer.Option("--offline", help="Skip fetching web links; run only content checks.")
     ] = False,
@@ -105,17 +168,9 @@ def check_command(
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.1, help="Seconds to wait for each web request.")
     ] = 10.0,
-    output: Annotated[
-        OutputFormat, typer.Option("--format", help="table for people, json for scripts.")
-    ] = OutputFormat.table,
-    env_file: Annotated[
-        Path | None,
-        typer.Option("--env-file", help="Settings file (default: .env in the current folder)."),
-    ] = None,
-    templates: Annotated[
-        Path | None,
-        typer.Option("--templates", help="Folder of templates that override the built-in ones."),
-    ] = None,
+    output: FormatOption = OutputFormat.table,
+    env_file: EnvFileOption = None,
+    templates: TemplatesOption = None,
 ) -> None:
     """Find dead, placeholder and unsafe links and content problems before sending.
 
@@ -192,17 +247,6 @@ def _check_summary(report: CheckReport) -> str:
 
 # --- compose: mailer new / build / preview --------------------------------------------
 
-IssueDirArgument = Annotated[
-    Path, typer.Argument(metavar="ISSUE_DIR", help="The edition folder (holds edition.toml).")
-]
-TemplatesOption = Annotated[
-    Path | None,
-    typer.Option("--templates", help="Template folder (default: MAILER_TEMPLATES, ./templates)."),
-]
-EnvFileOption = Annotated[
-    Path | None, typer.Option("--env-file", help="Read settings from this file.")
-]
-
 
 @app.command("new")
 def new_command(
@@ -221,11 +265,12 @@ def new_command(
 def build_command(
     issue_dir: IssueDirArgument,
     out: Annotated[Path, typer.Option("--out", help="Folder for index.html and index.txt.")],
+    recipients: PersonaliseOption = None,
     templates: TemplatesOption = None,
     env_file: EnvFileOption = None,
 ) -> None:
     """Render an edition to OUT/index.html and OUT/index.txt, as a reader would see it."""
-    rendered, parts = _render_preview(issue_dir, templates, env_file)
+    rendered, parts = _render_preview(issue_dir, templates, env_file, recipients)
     html_path, _ = write_build(parts, out)
     size = len(parts.html.encode("utf-8"))
     console.print(
@@ -241,11 +286,12 @@ def preview_command(
     open_browser: Annotated[
         bool, typer.Option("--open", help="Also open the HTML in a browser.")
     ] = False,
+    recipients: PersonaliseOption = None,
     templates: TemplatesOption = None,
     env_file: EnvFileOption = None,
 ) -> None:
     """Show an edition's subject, preheader, sections and size, then its plain text."""
-    rendered, parts = _render_preview(issue_dir, templates, env_file)
+    rendered, parts = _render_preview(issue_dir, templates, env_file, recipients)
     edition = rendered.edition
     size = len(parts.html.encode("utf-8"))
     table = Table(show_header=False, box=None)
@@ -265,12 +311,15 @@ def preview_command(
 
 
 def _render_preview(
-    issue_dir: Path, templates: Path | None, env_file: Path | None
+    issue_dir: Path, templates: Path | None, env_file: Path | None, recipients: list[Path] | None
 ) -> tuple[RenderedEdition, Personalised]:
-    """Render once and personalise with merge-field defaults (a context goes here later)."""
+    """Render once; personalise as the first subscriber, or with merge-field defaults."""
     settings = load_settings(env_file)
     rendered = render_edition(load_edition(issue_dir), settings, templates)
-    return rendered, rendered.preview()
+    first = next(iter_recipients(recipients), None) if recipients else None
+    if first is None:
+        return rendered, rendered.preview()
+    return rendered, rendered.personalise(recipient_context(first, settings))
 
 
 def _report_size(size: int) -> None:
@@ -290,11 +339,6 @@ def _report_size(size: int) -> None:
 # --- end compose ----------------------------------------------------------------------
 
 
-def main() -> None:
-    """Console-script entry point."""
-    app()
-
-
 # ---------------------------------------------------------------------------------------
 # mailer send  (delivery)
 # ---------------------------------------------------------------------------------------
@@ -302,19 +346,9 @@ def main() -> None:
 
 @app.command()
 def send(
-    issue_dir: Annotated[
-        Path, typer.Argument(help="The edition folder, e.g. issues/2025-07-summer.")
-    ],
-    recipients: Annotated[
-        list[Path],
-        typer.Option(
-            "--recipients", "-r", help="Subscriber CSV file; repeat the option for several."
-        ),
-    ] = ...,
-    list_name: Annotated[
-        str | None,
-        typer.Option("--list", help="Only subscribers whose 'lists' column names this list."),
-    ] = None,
+    issue_dir: IssueDirArgument,
+    recipients: RecipientsOption = ...,
+    list_name: ListOption = None,
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Send without asking for confirmation.")
     ] = False,
@@ -336,19 +370,13 @@ def send(
         str | None,
         typer.Option("--test-as", help="With --test-to: personalise as this subscriber."),
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Messages per batch.")] = 50,
-    batch_pause: Annotated[
-        float, typer.Option("--batch-pause", help="Seconds to wait between batches.")
-    ] = 0.0,
-    rate: Annotated[
-        float | None, typer.Option("--rate", help="At most this many messages a minute.")
-    ] = None,
+    batch_size: BatchSizeOption = 50,
+    batch_pause: BatchPauseOption = 0.0,
+    rate: RateOption = None,
     limit: Annotated[
         int | None, typer.Option("--limit", help="Stop after sending this many.")
     ] = None,
-    concurrency: Annotated[
-        int, typer.Option("--concurrency", help="SMTP connections used at once.")
-    ] = 1,
+    concurrency: ConcurrencyOption = 1,
     retries: Annotated[
         int, typer.Option("--retries", help="Attempts per message on temporary failures.")
     ] = 3,
@@ -377,12 +405,8 @@ def send(
             "--allow-insecure-auth", help="Allow the SMTP login over an unencrypted connection."
         ),
     ] = False,
-    env_file: Annotated[
-        Path | None, typer.Option("--env-file", help="Read settings from this file.")
-    ] = None,
-    state: Annotated[
-        Path | None, typer.Option("--state", help="The journal (state file) to use.")
-    ] = None,
+    env_file: EnvFileOption = None,
+    state: StateOption = None,
     smtp_host: Annotated[str | None, typer.Option("--smtp-host", help="SMTP server host.")] = None,
     smtp_port: Annotated[int | None, typer.Option("--smtp-port", help="SMTP server port.")] = None,
     smtp_security: Annotated[
@@ -461,6 +485,11 @@ def show_plan(plan: SendPlan) -> None:
         )
     for problem in plan.checks.errors:
         console.print(f"  [red]check error[/] {escape(problem.message)}")
+    for name in plan.unknown_fields:
+        console.print(
+            f"  [yellow]warning[/] merge field {escape(repr(name))} is not a column of the "
+            "list: it will be empty, or its default"
+        )
 
 
 def nothing_to_send_message(plan: SendPlan) -> str:
@@ -492,23 +521,15 @@ def confirmed(plan: SendPlan, yes: bool) -> bool:
 
 @app.command()
 def status(
-    issue_dir: Annotated[
-        Path, typer.Argument(help="The edition folder, e.g. issues/2025-07-summer.")
-    ],
-    output_format: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
-    state: Annotated[
-        Path | None, typer.Option("--state", help="The journal (state file) to read.")
-    ] = None,
-    env_file: Annotated[
-        Path | None, typer.Option("--env-file", help="Read settings from this file.")
-    ] = None,
+    issue_dir: IssueDirArgument,
+    output: FormatOption = OutputFormat.table,
+    state: StateOption = None,
+    env_file: EnvFileOption = None,
 ) -> None:
     """Show how an edition's send is going: counts by status, failures and their replies."""
-    if output_format not in ("text", "json"):
-        raise InputError(f"--format must be text or json, not {output_format!r}")
     settings = load_settings(env_file).with_overrides(state_path=state)
     report = edition_status(issue_dir, settings)
-    if output_format == "json":
+    if output is OutputFormat.json:
         typer.echo(json.dumps(report.to_json(), indent=2))
         return
     counts = ", ".join(f"{number} {name}" for name, number in report.counts.items())
@@ -535,16 +556,6 @@ suppress_app = typer.Typer(
 app.add_typer(recipients_app, name="recipients")
 app.add_typer(suppress_app, name="suppress")
 
-StateOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--state", help="State file (default: MAILER_STATE, else .mailer/state.sqlite3 here)."
-    ),
-]
-EnvFileOption = Annotated[
-    Path | None, typer.Option("--env-file", help="Read settings from this .env file.")
-]
-FormatOption = Annotated[OutputFormat, typer.Option("--format", help="table or json.")]
 ReasonHelp = "Why, kept with each entry."
 
 
@@ -576,10 +587,7 @@ def _print_problems(title: str, problems: list[RowProblem]) -> None:
 @recipients_app.command("check")
 def recipients_check(
     files: Annotated[list[Path], typer.Argument(help="Subscriber list CSV files, in order.")],
-    list_name: Annotated[
-        str | None,
-        typer.Option("--list", help="Count only subscribers whose 'lists' column names this."),
-    ] = None,
+    list_name: ListOption = None,
     output: FormatOption = OutputFormat.table,
     state: StateOption = None,
     env_file: EnvFileOption = None,
@@ -695,3 +703,150 @@ def suppress_remove(
     with SuppressionList(_state_path(state, env_file)) as suppression:
         removed = suppression.remove(addresses)
     console.print(f"removed {removed} of {len(addresses)} given")
+
+
+# --- mailer schedule / mailer due -------------------------------------------------------
+
+
+@app.command("schedule")
+def schedule_command(
+    issue_dir: Annotated[
+        Path | None,
+        typer.Argument(metavar="[ISSUE_DIR]", help="The edition to schedule (not with --list)."),
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            help='When to send, e.g. "2025-07-15 09:00" in MAILER_TIMEZONE (else this '
+            "machine's zone), or RFC 3339 with an offset.",
+        ),
+    ] = None,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Remove the send time: back to a draft.")
+    ] = False,
+    list_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--list", metavar="ISSUES_ROOT", help="Show every edition's send time and state."
+        ),
+    ] = None,
+    recipients: Annotated[
+        list[Path] | None,
+        typer.Option("--recipients", "-r", help="Subscriber list to put in the crontab line."),
+    ] = None,
+    env_file: EnvFileOption = None,
+    state: StateOption = None,
+) -> None:
+    """Set or clear an edition's send time, or list what is scheduled.
+
+    Prints the crontab line that makes 'mailer due' send it on time.
+    """
+    settings = load_settings(env_file).with_overrides(state_path=state)
+    if list_root is not None:
+        if issue_dir is not None or at or clear:
+            raise InputError(
+                "--list takes the issues folder alone", hint="mailer schedule --list issues"
+            )
+        _print_schedule(list_root, settings)
+        return
+    if issue_dir is None or bool(at) == clear:
+        raise InputError(
+            "give an edition and one of --at or --clear",
+            hint='e.g. mailer schedule issues/2025-07-summer --at "2025-07-15 09:00"',
+        )
+    edition = load_edition(issue_dir)
+    if clear:
+        write_send_at(issue_dir, None)
+        console.print(f"{escape(edition.slug)}: send time cleared; it is a draft again")
+        return
+    when = parse_at(at, timezone(settings.timezone))
+    write_send_at(issue_dir, when)
+    console.print(
+        f"{escape(edition.slug)} will be sent at {format_at(when)} "
+        f"({when.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC)"
+    )
+    if when <= dt.datetime.now(dt.UTC):
+        err_console.print("[yellow]warning:[/] that time has passed: 'mailer due' sends it now")
+    line = crontab_line(
+        edition.root.parent,
+        recipients or [edition.project_root / "recipients.csv"],
+        env_file or edition.project_root / ".env",
+        _mailer_command(),
+        edition.project_root / ".mailer" / "due.log",
+    )
+    console.print("To send it on time, install this line with 'crontab -e' (once per project):")
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _mailer_command() -> str:
+    """The absolute path of this mailer, since cron's PATH will not have the venv."""
+    script = Path(sys.argv[0])
+    if script.name == "mailer" and script.exists():
+        return str(script.resolve())
+    return shutil.which("mailer") or f"{sys.executable} -m mailer"
+
+
+def _print_schedule(issues_root: Path, settings: Settings) -> None:
+    table = Table("edition", "send at", "state")
+    for edition_dir in edition_dirs(issues_root):
+        try:
+            edition = load_edition(edition_dir)
+        except MailerError as exc:
+            table.add_row(escape(edition_dir.name), "-", f"[red]error[/]: {escape(str(exc))}")
+            continue
+        when = format_at(edition.send_at) if edition.send_at else "-"
+        table.add_row(escape(edition.slug), when, edition_progress(edition, settings).value)
+    console.print(table)
+
+
+@app.command("due")
+def due_command(
+    issues_root: Annotated[
+        Path, typer.Argument(metavar="ISSUES_ROOT", help="The folder of editions, e.g. issues.")
+    ],
+    recipients: RecipientsOption = ...,
+    list_name: ListOption = None,
+    max_late: Annotated[
+        str,
+        typer.Option(
+            "--max-late", help="Do not send automatically when later than this (24h, 90m, 2d)."
+        ),
+    ] = "24h",
+    batch_size: BatchSizeOption = 50,
+    batch_pause: BatchPauseOption = 0.0,
+    rate: RateOption = None,
+    concurrency: ConcurrencyOption = 1,
+    env_file: EnvFileOption = None,
+    state: StateOption = None,
+) -> None:
+    """Send every edition whose send time has come: the command for cron.
+
+    Never prompts; skips future and finished editions; resumes interrupted sends;
+    refuses editions with check errors or overdue past --max-late (exit 1).
+    Exit 0 when there was nothing to do.
+    """
+    settings = load_settings(env_file).with_overrides(state_path=state)
+    options = SendOptions(
+        batch_size=batch_size,
+        batch_pause=batch_pause,
+        rate=rate,
+        concurrency=concurrency,
+        list_name=list_name,
+    )
+    outcomes = run_due(
+        issues_root,
+        recipients,
+        settings,
+        options,
+        reporter_for(console),
+        now=dt.datetime.now(dt.UTC),
+        max_late=parse_duration(max_late),
+    )
+    if not all(outcome.ok for outcome in outcomes):
+        raise typer.Exit(int(ExitCode.PROBLEMS))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -26,6 +26,7 @@ ENV_NAMES = {
     "smtp_user": "MAILER_SMTP_USER",
     "smtp_password": "MAILER_SMTP_PASSWORD",
     "smtp_security": "MAILER_SMTP_SECURITY",
+    "smtp_ca_file": "MAILER_SMTP_CA_FILE",
     "from_addr": "MAILER_FROM",
     "reply_to": "MAILER_REPLY_TO",
     "unsubscribe_url": "MAILER_UNSUBSCRIBE_URL",
@@ -49,6 +50,7 @@ class Settings:
     smtp_user: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
     smtp_security: str = "starttls"
+    smtp_ca_file: Path | None = None
     from_addr: str = "Newsletter <newsletter@example.org>"
     reply_to: str | None = None
     unsubscribe_url: str | None = None

@@ -21,7 +21,6 @@ Nothing here logs, and no exception text is built from the password: smtplib's
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import smtplib
 import socket
@@ -36,7 +35,6 @@ from mailer.config import Settings
 from mailer.errors import DeliveryError, InputError, RetryableDeliveryError
 
 BOUNCE_CODES = frozenset({550, 551, 553})  # RCPT refused: no such user / relay / bad address
-CA_FILE_ENV = "MAILER_SMTP_CA_FILE"
 _DOT_LINE = re.compile(rb"\n\.")
 
 
@@ -71,14 +69,17 @@ class HookFailed(Exception):
         self.error = error
 
 
-def tls_context() -> ssl.SSLContext:
+def tls_context(settings: Settings) -> ssl.SSLContext:
     """Certificates are verified as any mail client should.
 
     ``MAILER_SMTP_CA_FILE`` names a CA bundle to trust *instead of* the system's, for
     a relay with a private CA (and for the tests' self-signed server); it never turns
     verification off.
     """
-    return ssl.create_default_context(cafile=os.environ.get(CA_FILE_ENV) or None)
+    cafile = settings.smtp_ca_file
+    if cafile is not None and not cafile.is_file():
+        raise SmtpSetupError("CA file not found", path=cafile, hint="check MAILER_SMTP_CA_FILE")
+    return ssl.create_default_context(cafile=str(cafile) if cafile else None)
 
 
 class SmtpTransport:
@@ -110,7 +111,7 @@ class SmtpTransport:
         except ssl.SSLCertVerificationError as exc:
             raise SmtpSetupError(
                 f"the SMTP server's certificate did not verify: {exc.verify_message}",
-                hint=f"check MAILER_SMTP_HOST, or point {CA_FILE_ENV} at its CA certificate",
+                hint="check MAILER_SMTP_HOST, or point MAILER_SMTP_CA_FILE at its CA certificate",
             ) from None
         except (smtplib.SMTPException, OSError) as exc:
             raise RetryableDeliveryError(
@@ -123,7 +124,10 @@ class SmtpTransport:
         settings = self.settings
         if settings.smtp_security == "tls":
             smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                settings.smtp_host, settings.port, timeout=self.timeout, context=tls_context()
+                settings.smtp_host,
+                settings.port,
+                timeout=self.timeout,
+                context=tls_context(settings),
             )
         else:
             smtp = smtplib.SMTP(settings.smtp_host, settings.port, timeout=self.timeout)
@@ -144,7 +148,7 @@ class SmtpTransport:
                 f"the SMTP server {self.where} does not offer STARTTLS",
                 hint="use MAILER_SMTP_SECURITY=tls (port 465), or =none only on a trusted network",
             )
-        smtp.starttls(context=tls_context())
+        smtp.starttls(context=tls_context(self.settings))
         smtp.ehlo()
 
     def _login(self, smtp: smtplib.SMTP) -> None:

@@ -52,6 +52,10 @@ class StateError(MailerError):
     """The journal refuses: a send is already running, or the edition changed."""
 
 
+class SendInProgress(StateError):
+    """Another process holds this edition's send lock; waiting is the right response."""
+
+
 class DeliveryError(MailerError):
     """A message could not be delivered; recorded, and sending goes on."""
 

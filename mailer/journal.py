@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from mailer.errors import StateError
+from mailer.errors import SendInProgress, StateError
 from mailer.state import connect
 
 STATUSES = ("pending", "sending", "sent", "failed", "bounced")
@@ -366,7 +366,7 @@ class EditionLock:
             handle.seek(0)
             holder = handle.read().strip()
             handle.close()
-            raise StateError(
+            raise SendInProgress(
                 f"another 'mailer send' of {self.slug} is running"
                 + (f" (process {holder})" if holder else ""),
                 path=self.path,

@@ -292,11 +292,11 @@ def build_message(
     subject = checked(parts.subject, f"subject for {recipient.email}", **where)
 
     policy = POLICY_UTF8 if needs_smtputf8(to.addr_spec) else POLICY
-    headers = [("From", folded(policy, "From", str(sender)))]
+    headers = [("From", address_header(policy, sender))]
     if reply_to:
-        headers.append(("Reply-To", folded(policy, "Reply-To", str(reply_to))))
+        headers.append(("Reply-To", address_header(policy, reply_to)))
     headers += [
-        ("To", to_header(policy, to)),
+        ("To", address_header(policy, to)),
         ("Subject", folded(policy, "Subject", TEST_PREFIX + subject if test else subject)),
         ("Date", format_datetime((now or datetime.now()).astimezone())),
         ("Message-ID", message_id(edition.slug, recipient.email, str(sender), test=test)),
@@ -329,20 +329,27 @@ def build_message(
     return signer.sign(wire) if signer else wire
 
 
-def to_header(policy: EmailPolicy, to: Address) -> str:
-    """The To value: plain ASCII names take the quick path (this header is the one that
-    differs for every recipient, so it is never cached); others are RFC 2047-encoded."""
-    if to.display_name.isascii() and to.addr_spec.isascii() and len(str(to)) < 70:
-        return formataddr((to.display_name, to.addr_spec))
-    return policy.header_factory("To", str(to)).fold(policy=policy)[4:].removesuffix("\r\n")
+def address_header(policy: EmailPolicy, to: Address) -> str:
+    """A From, Reply-To or To value, made by formataddr (cheap enough per recipient), which quotes
+    the name and RFC 2047-encodes it when not ASCII as whole encoded words: the stdlib's
+    folder splits long non-ASCII names mid-word ("Ångstr öm"). An address that is not
+    ASCII (SMTPUTF8) is written as UTF-8 and needs no encoding."""
+    if to.addr_spec.isascii():
+        return formataddr((to.display_name, to.addr_spec), charset="utf-8")
+    return fold(policy, "To", str(to))
 
 
-@lru_cache(maxsize=64)
-def folded(policy: EmailPolicy, name: str, value: str) -> str:
-    """A header value folded (and RFC 2047-encoded) once and reused: From, Reply-To,
-    List-Id and usually Subject are the same for every recipient of an edition."""
+def fold(policy: EmailPolicy, name: str, value: str) -> str:
+    """A header value folded, and RFC 2047-encoded where not ASCII, by the stdlib."""
     line = policy.header_factory(name, value).fold(policy=policy)
-    return line[len(name) + 2 :].removesuffix(policy.linesep)
+    # The stdlib may fold straight after the colon ("Subject:\r\n Summer ..."); keep
+    # the first words on the header's own line instead of starting with a bare fold.
+    return line[len(name) + 1 :].removesuffix(policy.linesep).removeprefix(policy.linesep).strip()
+
+
+# List-Id and usually the Subject are the same for every recipient of an
+# edition: fold each once.
+folded = lru_cache(maxsize=64)(fold)
 
 
 @lru_cache(maxsize=4)

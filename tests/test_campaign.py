@@ -305,6 +305,20 @@ def test_a_test_send_goes_only_to_the_test_address_marked_test_and_unjournaled(
     assert send(edition, lists, settings).sent == 3  # the real send still goes to everyone
 
 
+def test_a_test_sends_unsubscribe_links_belong_to_the_test_address_not_the_subscriber(
+    smtp_sink, edition, state, tmp_path
+):
+    """Clicking 'unsubscribe' in a proof must not unsubscribe the subscriber it imitates."""
+    sink = smtp_sink()
+    settings = sink_settings(sink, state)
+    lists = [write_list(tmp_path / "l.csv", addresses(3))]
+    send(edition, lists, settings, test_to=("me@example.com",), test_as="reader0002@example.org")
+    message = sink.received[0].message
+    footer = message.get_body(("plain",)).get_content()
+    assert "email=me%40example.com" in footer and "reader0002" not in footer.split("Dear")[-1]
+    assert "email=me%40example.com" in message["List-Unsubscribe"]
+
+
 def test_a_dry_run_builds_every_message_and_sends_and_records_nothing(
     smtp_sink, edition, state, tmp_path
 ):

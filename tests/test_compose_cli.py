@@ -72,6 +72,24 @@ def test_build_writes_html_and_text_and_prints_a_summary(runner, edition_dir, tm
     assert "Traceback" not in result.output
 
 
+def test_build_and_preview_personalise_as_the_first_subscriber(runner, edition_dir, tmp_path):
+    listing = tmp_path / "list.csv"
+    listing.write_text("email,first_name\nzoe@example.org,Zoë <Z>\n", encoding="utf-8")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["build", str(edition_dir), "--out", str(out), "-r", str(listing)])
+    assert result.exit_code == 0, result.output
+    assert "Dear Zoë <Z>," in (out / "index.txt").read_text(encoding="utf-8")
+    assert "Dear Zoë &lt;Z&gt;," in (out / "index.html").read_text(encoding="utf-8")
+    preview = runner.invoke(app, ["preview", str(edition_dir), "-r", str(listing)])
+    assert "Dear Zoë <Z>," in preview.output
+
+
+def test_build_without_recipients_uses_merge_field_defaults(runner, edition_dir, tmp_path):
+    result = runner.invoke(app, ["build", str(edition_dir), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "Dear colleague," in (tmp_path / "out" / "index.txt").read_text(encoding="utf-8")
+
+
 def test_build_templates_option_overrides_project_templates(runner, make_edition, tmp_path):
     root = make_edition()
     mine = tmp_path / "mine"

@@ -64,11 +64,14 @@ def test_messages_arrive_byte_for_byte_over_one_reused_connection(smtp_sink):
     assert sink.handler.connections == 1
 
 
-def test_starttls_with_a_trusted_certificate_and_login_delivers(smtp_sink, monkeypatch):
+def test_starttls_with_a_trusted_certificate_and_login_delivers(smtp_sink):
     sink = smtp_sink(starttls=True, auth=("news", "s3cret-pw"))
-    monkeypatch.setenv("MAILER_SMTP_CA_FILE", str(sink.cert_file))
     settings = settings_for(
-        sink, smtp_security="starttls", smtp_user="news", smtp_password="s3cret-pw"
+        sink,
+        smtp_security="starttls",
+        smtp_user="news",
+        smtp_password="s3cret-pw",
+        smtp_ca_file=sink.cert_file,
     )
     transport = SmtpTransport(settings)
     send_all(transport, ["jane@example.org"])
@@ -76,10 +79,9 @@ def test_starttls_with_a_trusted_certificate_and_login_delivers(smtp_sink, monke
     assert sink.count_by_recipient() == {"jane@example.org": 1}
 
 
-def test_implicit_tls_delivers(smtp_sink, monkeypatch):
+def test_implicit_tls_delivers(smtp_sink):
     sink = smtp_sink(implicit_tls=True)
-    monkeypatch.setenv("MAILER_SMTP_CA_FILE", str(sink.cert_file))
-    transport = SmtpTransport(settings_for(sink, smtp_security="tls"))
+    transport = SmtpTransport(settings_for(sink, smtp_security="tls", smtp_ca_file=sink.cert_file))
     send_all(transport, ["jane@example.org"])
     transport.close()
     assert sink.count_by_recipient() == {"jane@example.org": 1}
@@ -91,6 +93,15 @@ def test_a_certificate_nobody_vouches_for_is_refused(smtp_sink):
     with pytest.raises(SmtpSetupError, match="certificate did not verify"):
         transport.connect()
     assert sink.received == []
+
+
+def test_a_missing_ca_file_is_named(smtp_sink, tmp_path):
+    sink = smtp_sink(starttls=True)
+    missing = tmp_path / "no-such-ca.pem"
+    settings = settings_for(sink, smtp_security="starttls", smtp_ca_file=missing)
+    with pytest.raises(SmtpSetupError, match="CA file not found") as caught:
+        SmtpTransport(settings).connect()
+    assert caught.value.path == missing
 
 
 def test_starttls_mode_refuses_a_server_without_starttls(smtp_sink):
@@ -116,11 +127,14 @@ def test_allow_insecure_auth_permits_a_login_without_tls(smtp_sink):
     assert sink.count_by_recipient() == {"jane@example.org": 1}
 
 
-def test_a_refused_login_names_the_user_but_never_the_password(smtp_sink, monkeypatch):
+def test_a_refused_login_names_the_user_but_never_the_password(smtp_sink):
     sink = smtp_sink(starttls=True, auth=("news", "right"))
-    monkeypatch.setenv("MAILER_SMTP_CA_FILE", str(sink.cert_file))
     settings = settings_for(
-        sink, smtp_security="starttls", smtp_user="news", smtp_password="Wrong-Pa55word"
+        sink,
+        smtp_security="starttls",
+        smtp_user="news",
+        smtp_password="Wrong-Pa55word",
+        smtp_ca_file=sink.cert_file,
     )
     with pytest.raises(SmtpSetupError) as caught:
         SmtpTransport(settings).connect()

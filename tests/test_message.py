@@ -177,6 +177,34 @@ def test_long_html_lines_stay_within_the_smtp_line_limit():
     assert decoded(parse(wire).get_body(("html",))) == html
 
 
+LONG_SUBJECT = "Summer 2025: sextortion alert, multi-agency audits and autumn training dates"
+
+
+@pytest.mark.parametrize(
+    ("subject", "name"),
+    [
+        (LONG_SUBJECT, "Amira Hassan"),
+        # personalise() collapses runs of spaces in a subject, so single spaces here
+        (LONG_SUBJECT + " for Zoë and Ångström" * 3, " ".join(["Zoë Ångström"] * 6)),
+        ("x" * 120, "A" * 90),
+    ],
+)
+def test_long_headers_fold_with_crlf_and_round_trip(subject, name):
+    wire = build(Recipient("zoe@example.net", name=name), content=parts(subject=subject))
+    head = wire.split(b"\r\n\r\n", 1)[0]
+    assert b"\n" not in head.replace(b"\r\n", b""), "bare LF in the headers"
+    assert re.search(rb"^Subject: \S", head, re.MULTILINE), "Subject starts with a fold"
+    message = parse(wire)
+    assert message["Subject"] == subject
+    assert message["To"].addresses[0].display_name == name
+
+
+def test_a_long_non_ascii_sender_name_round_trips():
+    name = " ".join(["Partneriaeth Diogelu Plant Gogledd Cymru"] * 3) + " — Bwrdd"
+    wire = build(settings_=settings(from_addr=f"{name} <news@example.org>"))
+    assert parse(wire)["From"].addresses[0].display_name == name
+
+
 def test_wire_uses_crlf_line_endings_only():
     wire = build(content=parts(text="one\ntwo\r\nthree\n", html="<p>\nx\n</p>"))
     assert b"\r\n" in wire

@@ -214,3 +214,15 @@ def test_test_to_needs_no_confirmation_and_marks_the_subject(
     result = runner.invoke(app, send_args(edition, lst, "--test-to", "me@example.com"))
     assert result.exit_code == 0, result.output
     assert sink.received[0].message["Subject"] == "[TEST] News for Reader0000"
+
+
+def test_a_merge_field_no_column_fills_is_warned_about_before_sending(
+    runner, make_edition, tmp_path
+):
+    edition = make_edition({"01-a.md": "Dear {{ frist_name }}, from {{ organisation }}.\n"})
+    listing = tmp_path / "l.csv"
+    listing.write_text("email,first_name,organisation\na@example.org,Ann,Acme\n", encoding="utf-8")
+    result = runner.invoke(app, [*send_args(edition, listing, "--dry-run")])
+    assert result.exit_code == 0, result.output
+    assert "merge field 'frist_name' is not a column" in result.output
+    assert "'organisation'" not in result.output
