@@ -100,3 +100,38 @@ def test_killed_sends_rerun_to_exactly_once_delivery(smtp_sink, make_edition, tm
     assert all(counts[person] >= 1 for person in people)
     assert sum(counts.values()) - RECIPIENTS <= len(uncertain)
     assert edition_status(edition, Settings(state_path=state)).finished_at
+
+
+def test_ctrl_c_stops_cleanly_with_exit_130_and_the_rerun_finishes_the_list(
+    smtp_sink, make_edition, tmp_path
+):
+    sink = smtp_sink(Faults(delay=0.003))
+    edition = make_edition({"01-hello.md": PERSONAL_SECTION})
+    people = addresses(150)
+    recipients = write_list(tmp_path / "list.csv", people)
+    state = tmp_path / "state.sqlite3"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MAILER_")},
+        **sink.env(),
+        "MAILER_FROM": "news@example.org",
+        "MAILER_UNSUBSCRIBE_MAILTO": "unsubscribe@example.org",
+        "MAILER_STATE": str(state),
+    }
+    send = mailer(edition, recipients, env)
+    deadline = time.monotonic() + 15
+    while len(sink.received) < 30:
+        assert send.poll() is None and time.monotonic() < deadline, send.stderr.read()
+        time.sleep(0.005)
+    send.send_signal(signal.SIGINT)
+    _, stderr = send.communicate(timeout=20)
+    assert send.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    left = in_flight(edition, state)
+    assert len(left) <= 1
+
+    rerun = mailer(edition, recipients, env, "--resend-uncertain")
+    rerun.communicate(timeout=60)
+    assert rerun.returncode == 0
+    counts = sink.count_by_recipient()
+    assert all(counts[person] >= 1 for person in people)
+    assert sum(counts.values()) - len(people) <= len(left)
