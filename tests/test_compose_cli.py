@@ -90,15 +90,20 @@ def test_build_without_recipients_uses_merge_field_defaults(runner, edition_dir,
     assert "Dear colleague," in (tmp_path / "out" / "index.txt").read_text(encoding="utf-8")
 
 
-def test_build_templates_option_overrides_project_templates(runner, make_edition, tmp_path):
-    root = make_edition()
-    mine = tmp_path / "mine"
-    mine.mkdir()
-    (mine / "newsletter.mjml.j2").write_text(
-        "<mjml><mj-body><mj-section><mj-column><mj-text>MINE {{ edition.title }}"
+def one_line_template(folder: Path, text: str) -> Path:
+    """A templates folder whose newsletter template shows just ``text``."""
+    folder.mkdir()
+    (folder / "newsletter.mjml.j2").write_text(
+        f"<mjml><mj-body><mj-section><mj-column><mj-text>{text}"
         "</mj-text></mj-column></mj-section></mj-body></mjml>\n",
         encoding="utf-8",
     )
+    return folder
+
+
+def test_build_templates_option_overrides_project_templates(runner, make_edition, tmp_path):
+    root = make_edition()
+    mine = one_line_template(tmp_path / "mine", "MINE {{ edition.title }}")
     result = invoke(runner, "build", root, "--out", tmp_path / "out", "--templates", mine)
     assert result.exit_code == 0, result.output
     assert "MINE Test edition" in (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
@@ -106,13 +111,7 @@ def test_build_templates_option_overrides_project_templates(runner, make_edition
 
 def test_build_reads_mailer_templates_from_the_environment(runner, make_edition, tmp_path):
     root = make_edition()
-    env = tmp_path / "tpl"
-    env.mkdir()
-    (env / "newsletter.mjml.j2").write_text(
-        "<mjml><mj-body><mj-section><mj-column><mj-text>ENV</mj-text>"
-        "</mj-column></mj-section></mj-body></mjml>\n",
-        encoding="utf-8",
-    )
+    env = one_line_template(tmp_path / "tpl", "ENV")
     result = runner.invoke(
         app,
         ["build", str(root), "--out", str(tmp_path / "out")],
