@@ -678,7 +678,7 @@ class Campaign:
         except RecipientRejected as exc:
             marks.record()
             journal.mark_failed(slug, recipient.key, str(exc), bounced=True)
-            suppression.add([recipient.email], reason="bounced")
+            suppression.add([recipient.email], reason="bounced", source=self.slug)
             self.count_failure(recipient, str(exc), bounced=True)
         except DeliveryError as exc:
             marks.record()

@@ -788,15 +788,19 @@ def _mailer_command() -> str:
 
 
 def _print_schedule(issues_root: Path, settings: Settings) -> None:
-    table = Table("edition", "send at", "state")
+    table = Table("edition", "send at", "state", "messages")
     for edition_dir in edition_dirs(issues_root):
         try:
             edition = load_edition(edition_dir)
         except MailerError as exc:
-            table.add_row(escape(edition_dir.name), "-", f"[red]error[/]: {escape(str(exc))}")
+            table.add_row(escape(edition_dir.name), "-", "[red]error[/]", escape(str(exc)))
             continue
         when = format_at(edition.send_at) if edition.send_at else "-"
-        table.add_row(escape(edition.slug), when, edition_progress(edition, settings).value)
+        status = edition_status(edition_dir, settings)
+        counts = ", ".join(f"{n} {name}" for name, n in status.counts.items() if n)
+        table.add_row(
+            escape(edition.slug), when, edition_progress(edition, status).value, counts or "-"
+        )
     console.print(table)
 
 

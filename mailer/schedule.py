@@ -31,6 +31,7 @@ from mailer.campaign import (
 from mailer.config import Settings
 from mailer.edition import EDITION_FILE, Edition, load_edition
 from mailer.errors import ExitCode, InputError, MailerError, SendInProgress
+from mailer.journal import EditionStatus
 
 DEFAULT_MAX_LATE = dt.timedelta(hours=24)
 AT_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
@@ -229,9 +230,8 @@ class DueOutcome:
     summary: SendSummary | None = None
 
 
-def edition_progress(edition: Edition, settings: Settings) -> Progress:
-    """Where an edition stands, from edition.toml and the journal."""
-    status = edition_status(edition.root, settings)
+def edition_progress(edition: Edition, status: EditionStatus) -> Progress:
+    """Where an edition stands, from edition.toml and the journal's report on it."""
     if status.started_at is None:
         return Progress.SCHEDULED if edition.send_at else Progress.DRAFT
     if status.finished_at is None:
@@ -276,7 +276,8 @@ def _due_one(
     max_late: dt.timedelta,
 ) -> DueOutcome:
     edition = load_edition(edition_dir)
-    decision = decide(edition.send_at, edition_progress(edition, settings), now, max_late)
+    progress = edition_progress(edition, edition_status(edition_dir, settings))
+    decision = decide(edition.send_at, progress, now, max_late)
     if decision.action is not Action.SEND:
         ok = decision.action is not Action.TOO_LATE
         return DueOutcome(edition.slug, decision.action, decision.reason, ok=ok)

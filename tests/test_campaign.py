@@ -164,7 +164,7 @@ def test_a_refused_address_is_marked_bounced_and_suppressed(smtp_sink, edition, 
     ]
     with SuppressionList(state) as suppression:
         assert "OLD@gone.example.net" in suppression
-        assert [entry.reason for entry in suppression.entries()] == ["bounced"]
+        assert [(e.reason, e.source) for e in suppression.entries()] == [("bounced", edition.name)]
 
 
 def test_a_greylisted_recipient_is_retried_and_the_attempts_recorded(
