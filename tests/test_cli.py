@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import typer
 
 from mailer.cli import app
@@ -30,6 +32,29 @@ def test_every_command_appears_in_the_readme():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     missing = [name for name in command_names() if f"mailer {name}" not in readme]
     assert not missing, f"README does not mention: {missing}"
+
+
+def all_options() -> set[str]:
+    found: set[str] = set()
+
+    def walk(command) -> None:
+        found.update(o for p in command.params for o in p.opts if o.startswith("--"))
+        for child in getattr(command, "commands", {}).values():
+            walk(child)
+
+    walk(typer.main.get_command(app))
+    return found
+
+
+def test_every_option_the_readme_mentions_exists():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    mentioned = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", readme))
+    assert not mentioned - all_options() - {"--help"}
+
+
+def test_every_option_is_documented_in_the_readme():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert not {o for o in all_options() if o not in readme} - {"--help", "--version"}
 
 
 def test_version_option_prints_the_version(runner):
