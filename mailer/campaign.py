@@ -37,7 +37,7 @@ from mailer.delivery import (
     SmtpTransport,
     deliver,
 )
-from mailer.edition import load_edition
+from mailer.edition import Edition, load_edition
 from mailer.errors import DeliveryError, ExitCode, InputError, MailerError, RetryableDeliveryError
 from mailer.journal import (
     FINAL,
@@ -262,9 +262,13 @@ def resendable(options: SendOptions) -> tuple[str, ...]:
 
 
 def edition_status(edition_dir: Path, settings: Settings) -> EditionStatus:
+    """What the journal knows about the edition in ``edition_dir``."""
+    return journal_report(load_edition(edition_dir), settings)
+
+
+def journal_report(edition: Edition, settings: Settings) -> EditionStatus:
     """What the journal knows about an edition's send; all zeros if it was never sent
     (without creating a state file just to say so)."""
-    edition = load_edition(edition_dir)
     state_path = settings.state_file(edition.project_root)
     if not state_path.exists():
         return EditionStatus(edition.slug, None, None, dict.fromkeys(STATUSES, 0))

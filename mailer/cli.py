@@ -26,7 +26,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mailer import __version__
-from mailer.campaign import SendOptions, SendPlan, edition_status, prepare_send, run_send
+from mailer.campaign import (
+    SendOptions,
+    SendPlan,
+    edition_status,
+    journal_report,
+    prepare_send,
+    run_send,
+)
 from mailer.checks import CheckReport, Problem, check_edition
 from mailer.config import Settings, load_settings
 from mailer.delivery import RetryPolicy
@@ -796,7 +803,7 @@ def _print_schedule(issues_root: Path, settings: Settings) -> None:
             table.add_row(escape(edition_dir.name), "-", "[red]error[/]", escape(str(exc)))
             continue
         when = format_at(edition.send_at) if edition.send_at else "-"
-        status = edition_status(edition_dir, settings)
+        status = journal_report(edition, settings)
         counts = ", ".join(f"{n} {name}" for name, n in status.counts.items() if n)
         table.add_row(
             escape(edition.slug), when, edition_progress(edition, status).value, counts or "-"

@@ -21,10 +21,11 @@ import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
 from mailer.campaign import (
+    ChecksFailed,
     Reporter,
     SendOptions,
     SendSummary,
-    edition_status,
+    journal_report,
     prepare_send,
     run_send,
 )
@@ -276,7 +277,7 @@ def _due_one(
     max_late: dt.timedelta,
 ) -> DueOutcome:
     edition = load_edition(edition_dir)
-    progress = edition_progress(edition, edition_status(edition_dir, settings))
+    progress = edition_progress(edition, journal_report(edition, settings))
     decision = decide(edition.send_at, progress, now, max_late)
     if decision.action is not Action.SEND:
         ok = decision.action is not Action.TOO_LATE
@@ -284,15 +285,6 @@ def _due_one(
     reporter.log(f"{edition.slug}: {decision.reason}")
     try:
         plan = prepare_send(edition_dir, recipients, settings, options)
-        if plan.blocked_by_checks:
-            first = "; ".join(problem.message for problem in plan.checks.errors[:3])
-            return DueOutcome(
-                edition.slug,
-                "blocked",
-                f"not sent: {len(plan.checks.errors)} check error(s): {first}; "
-                "run 'mailer check' and fix them",
-                ok=False,
-            )
         if plan.nothing_to_send:
             message = "nothing left to send" + (
                 f"; {plan.uncertain} uncertain message(s): see 'mailer status'"
@@ -301,6 +293,9 @@ def _due_one(
             )
             return DueOutcome(edition.slug, Action.DONE, message, ok=not plan.uncertain)
         summary = run_send(plan, reporter)
+    except ChecksFailed as exc:  # run_send refuses before anything goes out
+        message = f"not sent: {exc.message}; run 'mailer check' and fix them"
+        return DueOutcome(edition.slug, "blocked", message, ok=False)
     except SendInProgress:
         return DueOutcome(edition.slug, "busy", "another mailer is sending it", ok=True)
     message = f"{summary.sent} sent, {summary.failed} failed, {summary.bounced} bounced"
